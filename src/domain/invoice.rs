@@ -1,0 +1,354 @@
+//! Invoice documents and their lines (§7): license fees for terms starting at a boundary,
+//! prorations of seats added during the closed period, and the prices in force.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use super::grid::Grid;
+use super::licenses::{Pool, PoolKey, Purchase, proration};
+use super::model::{Billing, Company, Product};
+
+/// What kind of document a company gets at a boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// For invoiced companies.
+    Invoice,
+    /// For card companies: same lines, charged to the card.
+    CardStatement,
+    /// A correction issued by a re-run.
+    Adjustment,
+}
+
+impl DocumentKind {
+    /// The regular document of a company.
+    pub fn for_billing(billing: Billing) -> Self {
+        match billing {
+            Billing::Invoiced => DocumentKind::Invoice,
+            Billing::Card => DocumentKind::CardStatement,
+        }
+    }
+
+    /// The name used in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::Invoice => "invoice",
+            DocumentKind::CardStatement => "card_statement",
+            DocumentKind::Adjustment => "adjustment",
+        }
+    }
+
+    /// Parses the name used in files.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Invoice, Self::CardStatement, Self::Adjustment]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// What an invoice line bills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LineKind {
+    /// Seats for a term starting at the boundary.
+    LicenseFee,
+    /// Seats added during the period, for the rest of their term.
+    Proration,
+    /// A bundle's fee for a cadence period starting at the boundary.
+    BundleFee,
+    /// Credits bought by an invoiced company.
+    CreditPurchase,
+    /// An auto-recharge of an invoiced company.
+    AutoRecharge,
+    /// A negative `universal` balance brought back to zero.
+    UsageArrears,
+    /// The delta of a re-run.
+    Adjustment,
+}
+
+impl LineKind {
+    /// The name used in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineKind::LicenseFee => "license_fee",
+            LineKind::Proration => "proration",
+            LineKind::BundleFee => "bundle_fee",
+            LineKind::CreditPurchase => "credit_purchase",
+            LineKind::AutoRecharge => "auto_recharge",
+            LineKind::UsageArrears => "usage_arrears",
+            LineKind::Adjustment => "adjustment",
+        }
+    }
+
+    /// Parses the name used in files.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::LicenseFee,
+            Self::Proration,
+            Self::BundleFee,
+            Self::CreditPurchase,
+            Self::AutoRecharge,
+            Self::UsageArrears,
+            Self::Adjustment,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One line of a document; `amount` is already rounded to the currency's minor unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// What it bills.
+    pub kind: LineKind,
+    /// Office (empty for company-wide lines).
+    pub office: String,
+    /// Product or bundle id (empty where none applies).
+    pub product: String,
+    /// Free text for people.
+    pub description: String,
+    /// Seats or units; `None` on adjustment lines.
+    pub quantity: Option<i64>,
+    /// Price per unit; `None` on adjustment lines.
+    pub unit_price: Option<Decimal>,
+    /// The rounded amount.
+    pub amount: Decimal,
+    /// What the line was built from (a purchase's `events.jsonl:<line>`), for matching
+    /// lines on a re-run; empty where kind, office and product identify the line.
+    pub source: String,
+}
+
+/// A document issued at a boundary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// `<company>-<YYYYMMDD>`, `-A<n>` for adjustments.
+    pub number: String,
+    /// The company.
+    pub company: String,
+    /// Invoice, card statement or adjustment.
+    pub kind: DocumentKind,
+    /// Boundary index on the company's grid.
+    pub boundary_index: u32,
+    /// The boundary's local date.
+    pub boundary: NaiveDate,
+    /// First local date of the grid period starting at the boundary.
+    pub period_start: NaiveDate,
+    /// The exclusive end of that period: the next boundary's local date.
+    pub period_end: NaiveDate,
+    /// The lines, in §12.19 order.
+    pub lines: Vec<Line>,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+impl Document {
+    /// The sum of the rounded lines.
+    pub fn total(&self) -> Decimal {
+        self.lines.iter().map(|l| l.amount).sum()
+    }
+}
+
+/// The invoice number of a company's document at a boundary date.
+pub fn invoice_number(company: &str, boundary: NaiveDate) -> String {
+    format!("{company}-{}", boundary.format("%Y%m%d"))
+}
+
+/// A recorded price correction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceCorrection {
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+    /// The product.
+    pub product: String,
+    /// Applies to terms starting on or after this local date.
+    pub from: NaiveDate,
+    /// The new price per seat per term.
+    pub unit_price: Decimal,
+}
+
+/// The prices of one company: scenario prices and its corrections, in recorded order.
+#[derive(Debug, Clone, Default)]
+pub struct PriceList {
+    base: BTreeMap<String, Decimal>,
+    corrections: Vec<PriceCorrection>,
+}
+
+impl PriceList {
+    /// Prices from the products, corrected by `corrections` (in the order recorded).
+    pub fn new(products: &BTreeMap<String, Product>, corrections: Vec<PriceCorrection>) -> Self {
+        PriceList {
+            base: products
+                .values()
+                .map(|p| (p.code.clone(), p.unit_price))
+                .collect(),
+            corrections,
+        }
+    }
+
+    /// The price of a term of `product` starting on `term_start`, counting only corrections
+    /// recorded before `recorded_before`; the last recorded correction that applies wins.
+    pub fn price(
+        &self,
+        product: &str,
+        term_start: NaiveDate,
+        recorded_before: DateTime<Utc>,
+    ) -> Decimal {
+        self.corrections
+            .iter()
+            .rev()
+            .find(|c| {
+                c.product == product && c.from <= term_start && c.recorded_at < recorded_before
+            })
+            .map(|c| c.unit_price)
+            .or_else(|| self.base.get(product).copied())
+            .unwrap_or_default()
+    }
+}
+
+/// Builds the license lines of the document at boundary `k` (§7 lines 1–2).
+///
+/// `pools` are the pools after the removals due at the boundary; `purchases` are every
+/// purchase of the company (those made in the period ending at `k` are billed);
+/// `recorded_before` limits the price corrections that count (the boundary itself, or a
+/// re-run's instant).
+pub fn license_lines(
+    company: &Company,
+    products: &BTreeMap<String, Product>,
+    prices: &PriceList,
+    k: u32,
+    pools: &BTreeMap<PoolKey, Pool>,
+    purchases: &[Purchase],
+    recorded_before: DateTime<Utc>,
+) -> Vec<Line> {
+    let grid = company.grid();
+    let currency = &company.currency;
+    let mut lines = Vec::new();
+    for ((office, code), pool) in pools {
+        let Some(product) = products.get(code) else {
+            continue;
+        };
+        if pool.quantity <= 0 || !product.term.starts_at(0, k) {
+            continue;
+        }
+        let start = grid.boundary_date(k);
+        let end = grid.boundary_date(k + product.term.periods());
+        let price = prices.price(code, start, recorded_before);
+        let quantity = Decimal::from(pool.quantity);
+        lines.push(Line {
+            kind: LineKind::LicenseFee,
+            office: office.clone(),
+            product: code.clone(),
+            description: format!("{}: {} seats, {start} to {end}", product.name, pool.quantity),
+            quantity: Some(pool.quantity),
+            unit_price: Some(price),
+            amount: currency.round_line(quantity * price),
+            source: String::new(),
+        });
+    }
+    if k == 0 {
+        return lines;
+    }
+    let (period_start, period_end) = (grid.boundary_at(k - 1), grid.boundary_at(k));
+    for p in purchases
+        .iter()
+        .filter(|p| period_start <= p.at && p.at < period_end)
+    {
+        let Some(product) = products.get(&p.pool.1) else {
+            continue;
+        };
+        let term_start = product.term.term_start(0, k - 1);
+        let (start, end) = (
+            grid.boundary_date(term_start),
+            grid.boundary_date(term_start + product.term.periods()),
+        );
+        let price = prices.price(&p.pool.1, start, recorded_before);
+        let date = grid.local_date(p.at);
+        let (amount, remaining, days) = proration(p.added, price, date, start, end);
+        lines.push(Line {
+            kind: LineKind::Proration,
+            office: p.pool.0.clone(),
+            product: p.pool.1.clone(),
+            description: format!(
+                "{}: {} seats added {date}, prorated {remaining}/{days} days",
+                product.name, p.added
+            ),
+            quantity: Some(p.added),
+            unit_price: Some(price),
+            amount: currency.round_line(amount),
+            source: p.reference.clone(),
+        });
+    }
+    lines
+}
+
+/// Wraps the lines of boundary `k` in the company's document, or `None` when there are none.
+pub fn document(company: &Company, grid: &Grid, k: u32, lines: Vec<Line>) -> Option<Document> {
+    if lines.is_empty() {
+        return None;
+    }
+    let boundary = grid.boundary_date(k);
+    Some(Document {
+        number: invoice_number(&company.id, boundary),
+        company: company.id.clone(),
+        kind: DocumentKind::for_billing(company.billing),
+        boundary_index: k,
+        boundary,
+        period_start: boundary,
+        period_end: grid.boundary_date(k + 1),
+        lines,
+        currency: company.currency.code().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_last_recorded_correction_that_applies_wins() {
+        let mut products = BTreeMap::new();
+        products.insert(
+            "talk".to_string(),
+            Product {
+                code: "talk".into(),
+                name: "Talk".into(),
+                term: crate::domain::grid::Term::Monthly,
+                unit_price: Decimal::from(25),
+            },
+        );
+        let c = |at: &str, from: &str, price: i64| PriceCorrection {
+            recorded_at: t(at),
+            product: "talk".into(),
+            from: d(from),
+            unit_price: Decimal::from(price),
+        };
+        let prices = PriceList::new(
+            &products,
+            vec![
+                c("2026-02-01T00:00:00Z", "2026-03-01", 30),
+                c("2026-02-05T00:00:00Z", "2026-02-01", 20),
+            ],
+        );
+        let before = t("2026-04-01T00:00:00Z");
+        assert_eq!(prices.price("talk", d("2026-01-31"), before), Decimal::from(25));
+        assert_eq!(prices.price("talk", d("2026-02-28"), before), Decimal::from(20));
+        // Recorded last wins even though the earlier one's `from` is later.
+        assert_eq!(prices.price("talk", d("2026-03-31"), before), Decimal::from(20));
+        // Corrections recorded at or after the cut-off do not count.
+        assert_eq!(
+            prices.price("talk", d("2026-03-31"), t("2026-02-05T00:00:00Z")),
+            Decimal::from(30)
+        );
+        assert_eq!(invoice_number("acme", d("2026-02-28")), "acme-20260228");
+        assert_eq!(Decimal::from_str("1").unwrap(), Decimal::ONE);
+    }
+}

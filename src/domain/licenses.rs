@@ -1,0 +1,493 @@
+//! License pools: purchases (restore first, then add), scheduled removals, assignments, and the
+//! removals applied at the end of each license term.
+//!
+//! The state of a company's pools at any instant is a pure function of its pools at load, its
+//! accepted license events before that instant, and the boundaries passed: [`LicenseBook`]
+//! folds them in time order. Whether a job ran on time never changes the state.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use super::grid::{Grid, Term};
+use super::model::{Billing, Company, EventKind, InitialPool, Party, PartyKind, Product};
+
+/// The message of §4 for a contracted company's removal without finance's override.
+pub const CONTRACTED_REMOVAL: &str =
+    "contracted plan: license removals go through your Customer Success Manager";
+
+/// A pool's key: (office, product).
+pub type PoolKey = (String, String);
+
+/// One license pool's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pool {
+    /// Paid seats.
+    pub quantity: i64,
+    /// Seats to be removed at the end of the current term.
+    pub pending_removal: i64,
+    /// Seats assigned to users.
+    pub assigned: i64,
+}
+
+impl Pool {
+    /// Seats that may still be assigned or scheduled for removal.
+    pub fn free(&self) -> i64 {
+        self.quantity - self.pending_removal - self.assigned
+    }
+}
+
+/// A purchase that added seats, to be prorated onto the next invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchase {
+    /// `events.jsonl:<line>` of the purchase.
+    pub reference: String,
+    /// When it was made.
+    pub at: DateTime<Utc>,
+    /// The pool.
+    pub pool: PoolKey,
+    /// Seats added (after restoring scheduled removals).
+    pub added: i64,
+}
+
+/// Removals applied to one pool at one boundary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedRemoval {
+    /// The boundary index.
+    pub boundary: u32,
+    /// The pool.
+    pub pool: PoolKey,
+    /// Seats removed.
+    pub removed: i64,
+}
+
+/// The license side of one company, folded through time.
+#[derive(Debug, Clone)]
+pub struct LicenseBook {
+    grid: Grid,
+    billing: Billing,
+    terms: BTreeMap<String, Term>,
+    users: BTreeMap<String, PartyKind>,
+    pools: BTreeMap<PoolKey, Pool>,
+    holders: BTreeMap<String, PoolKey>,
+    purchases: Vec<Purchase>,
+    removals: Vec<AppliedRemoval>,
+    /// Boundaries `< next_boundary` have been passed.
+    next_boundary: u32,
+}
+
+impl LicenseBook {
+    /// The pools of a company at load: scenario pools, with users given a product counted as
+    /// assigned in their own office's pool.
+    pub fn new<'a>(
+        company: &Company,
+        products: &BTreeMap<String, Product>,
+        pools: impl IntoIterator<Item = &'a InitialPool>,
+        parties: impl IntoIterator<Item = &'a Party>,
+    ) -> Self {
+        let mut book = LicenseBook {
+            grid: company.grid(),
+            billing: company.billing,
+            terms: products.values().map(|p| (p.code.clone(), p.term)).collect(),
+            users: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            holders: BTreeMap::new(),
+            purchases: Vec::new(),
+            removals: Vec::new(),
+            next_boundary: 0,
+        };
+        for p in pools {
+            book.pools.entry((p.office.clone(), p.product.clone())).or_default().quantity +=
+                p.quantity;
+        }
+        for party in parties {
+            book.users.insert(party.id.clone(), party.kind);
+            if let Some(product) = &party.product {
+                let key = (party.office.clone(), product.clone());
+                book.pools.entry(key.clone()).or_default().assigned += 1;
+                book.holders.insert(party.id.clone(), key);
+            }
+        }
+        book
+    }
+
+    /// Passes every boundary at or before `t`, applying the removals due there.
+    pub fn advance_to(&mut self, t: DateTime<Utc>) {
+        while self.grid.boundary_at(self.next_boundary) <= t {
+            let k = self.next_boundary;
+            for (key, pool) in self.pools.iter_mut() {
+                let term = self.terms.get(&key.1).copied().unwrap_or(Term::Monthly);
+                if pool.pending_removal > 0 && term.ends_at(0, k) {
+                    self.removals.push(AppliedRemoval {
+                        boundary: k,
+                        pool: key.clone(),
+                        removed: pool.pending_removal,
+                    });
+                    pool.quantity -= pool.pending_removal;
+                    pool.pending_removal = 0;
+                }
+            }
+            self.next_boundary += 1;
+        }
+    }
+
+    /// Applies an event at `at` (after passing the boundaries up to it). License events that
+    /// break a rule of §4 are refused with the reason; other events leave the pools alone.
+    pub fn apply(
+        &mut self,
+        at: DateTime<Utc>,
+        reference: &str,
+        event: &EventKind,
+    ) -> Result<(), String> {
+        self.advance_to(at);
+        match event {
+            EventKind::LicensePurchase {
+                office,
+                product,
+                quantity,
+            } => {
+                let key = (office.clone(), product.clone());
+                let pool = self.pools.entry(key.clone()).or_default();
+                let restored = (*quantity).min(pool.pending_removal);
+                pool.pending_removal -= restored;
+                let added = quantity - restored;
+                pool.quantity += added;
+                if added > 0 {
+                    self.purchases.push(Purchase {
+                        reference: reference.to_string(),
+                        at,
+                        pool: key,
+                        added,
+                    });
+                }
+                Ok(())
+            }
+            EventKind::LicenseRemoval {
+                office,
+                product,
+                quantity,
+                override_,
+            } => {
+                if self.billing == Billing::Invoiced && !override_ {
+                    return Err(CONTRACTED_REMOVAL.to_string());
+                }
+                let key = (office.clone(), product.clone());
+                let free = self.pools.get(&key).map_or(0, Pool::free);
+                if *quantity > free {
+                    return Err(format!(
+                        "not enough free seats: requested {quantity}, free {free}"
+                    ));
+                }
+                self.pools.entry(key).or_default().pending_removal += quantity;
+                Ok(())
+            }
+            EventKind::LicenseAssign {
+                office,
+                product,
+                user,
+            } => {
+                self.check_user(user)?;
+                if self.holders.contains_key(user) {
+                    return Err(format!("user {user} already holds a license"));
+                }
+                let key = (office.clone(), product.clone());
+                match self.pools.get_mut(&key) {
+                    Some(pool) if pool.free() > 0 => pool.assigned += 1,
+                    _ => return Err(format!("no free seat in pool {office}/{product}")),
+                }
+                self.holders.insert(user.clone(), key);
+                Ok(())
+            }
+            EventKind::LicenseUnassign { user } => {
+                self.check_user(user)?;
+                let key = self
+                    .holders
+                    .remove(user)
+                    .ok_or_else(|| format!("user {user} holds no license"))?;
+                if let Some(pool) = self.pools.get_mut(&key) {
+                    pool.assigned -= 1;
+                }
+                Ok(())
+            }
+            EventKind::LicenseTransfer { from_user, to_user } => {
+                self.check_user(from_user)?;
+                self.check_user(to_user)?;
+                if from_user == to_user {
+                    return Err("cannot transfer a license to the same user".to_string());
+                }
+                if !self.holders.contains_key(from_user) {
+                    return Err(format!("user {from_user} holds no license"));
+                }
+                if self.holders.contains_key(to_user) {
+                    return Err(format!("user {to_user} already holds a license"));
+                }
+                let key = self.holders.remove(from_user).expect("checked above");
+                self.holders.insert(to_user.clone(), key);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_user(&self, id: &str) -> Result<(), String> {
+        match self.users.get(id) {
+            Some(PartyKind::User) => Ok(()),
+            Some(PartyKind::Group) => Err(format!("{id} is a group: groups hold no license")),
+            None => Err(format!("unknown user {id}")),
+        }
+    }
+
+    /// The pools as they stand.
+    pub fn pools(&self) -> &BTreeMap<PoolKey, Pool> {
+        &self.pools
+    }
+
+    /// The product a user holds, if any.
+    pub fn product_of(&self, user: &str) -> Option<&str> {
+        self.holders.get(user).map(|(_, product)| product.as_str())
+    }
+
+    /// Every purchase that added seats, in the order made.
+    pub fn purchases(&self) -> &[Purchase] {
+        &self.purchases
+    }
+
+    /// Every removal applied at a boundary passed so far.
+    pub fn applied_removals(&self) -> &[AppliedRemoval] {
+        &self.removals
+    }
+}
+
+/// The unrounded proration of seats added on `date` for the rest of the term
+/// `[term_start, term_end)`: `added × unit_price × remaining_days / term_days`.
+pub fn proration(
+    added: i64,
+    unit_price: Decimal,
+    date: NaiveDate,
+    term_start: NaiveDate,
+    term_end: NaiveDate,
+) -> (Decimal, i64, i64) {
+    let remaining = Grid::days_between(date, term_end);
+    let term_days = Grid::days_between(term_start, term_end);
+    let amount = Decimal::from(added) * unit_price * Decimal::from(remaining)
+        / Decimal::from(term_days);
+    (amount, remaining, term_days)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::money::Currency;
+    use crate::domain::model::CreditSharing;
+    use proptest::prelude::*;
+    use std::str::FromStr;
+
+    fn company(billing: Billing) -> Company {
+        Company {
+            id: "acme".into(),
+            name: "Acme".into(),
+            time_zone: chrono_tz::America::New_York,
+            currency: Currency::from_code("USD").unwrap(),
+            anchor: NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
+            billing,
+            card_verified: true,
+            credit_sharing: CreditSharing::Company,
+            primary_office: "nyc".into(),
+            auto_recharge: None,
+        }
+    }
+
+    fn products() -> BTreeMap<String, Product> {
+        let mut m = BTreeMap::new();
+        for (code, term, price) in [
+            ("talk", Term::Monthly, "25.00"),
+            ("sell", Term::Annual, "480.00"),
+        ] {
+            m.insert(
+                code.to_string(),
+                Product {
+                    code: code.into(),
+                    name: code.into(),
+                    term,
+                    unit_price: Decimal::from_str(price).unwrap(),
+                },
+            );
+        }
+        m
+    }
+
+    fn user(id: &str, product: Option<&str>) -> Party {
+        Party {
+            id: id.into(),
+            kind: PartyKind::User,
+            company: "acme".into(),
+            office: "nyc".into(),
+            name: id.into(),
+            phone: None,
+            product: product.map(str::to_string),
+        }
+    }
+
+    fn book(billing: Billing) -> LicenseBook {
+        let pools = [
+            InitialPool {
+                company: "acme".into(),
+                office: "nyc".into(),
+                product: "talk".into(),
+                quantity: 5,
+            },
+            InitialPool {
+                company: "acme".into(),
+                office: "nyc".into(),
+                product: "sell".into(),
+                quantity: 2,
+            },
+        ];
+        let users = [user("ada", Some("talk")), user("bob", None), user("cy", None)];
+        LicenseBook::new(&company(billing), &products(), &pools, &users)
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn removal(product: &str, quantity: i64, override_: bool) -> EventKind {
+        EventKind::LicenseRemoval {
+            office: "nyc".into(),
+            product: product.into(),
+            quantity,
+            override_,
+        }
+    }
+
+    fn purchase(product: &str, quantity: i64) -> EventKind {
+        EventKind::LicensePurchase {
+            office: "nyc".into(),
+            product: product.into(),
+            quantity,
+        }
+    }
+
+    fn key(product: &str) -> PoolKey {
+        ("nyc".to_string(), product.to_string())
+    }
+
+    #[test]
+    fn contracted_removal_needs_override_and_free_seats() {
+        let mut b = book(Billing::Invoiced);
+        let t = at("2026-02-10T12:00:00Z");
+        assert_eq!(b.apply(t, "e:1", &removal("talk", 1, false)), Err(CONTRACTED_REMOVAL.into()));
+        assert_eq!(
+            b.apply(t, "e:2", &removal("talk", 5, true)),
+            Err("not enough free seats: requested 5, free 4".into())
+        );
+        assert_eq!(b.apply(t, "e:3", &removal("talk", 4, true)), Ok(()));
+        assert_eq!(b.pools()[&key("talk")].pending_removal, 4);
+    }
+
+    #[test]
+    fn card_company_removal_is_applied_at_term_end() {
+        let mut b = book(Billing::Card);
+        b.apply(at("2026-02-10T12:00:00Z"), "e:1", &removal("talk", 2, false)).unwrap();
+        b.apply(at("2026-02-10T12:00:00Z"), "e:2", &removal("sell", 1, false)).unwrap();
+        b.advance_to(at("2026-02-28T04:59:59Z"));
+        assert_eq!(b.pools()[&key("talk")].quantity, 5);
+        b.advance_to(at("2026-02-28T05:00:00Z"));
+        assert_eq!(b.pools()[&key("talk")], Pool { quantity: 3, pending_removal: 0, assigned: 1 });
+        // The annual pool keeps its seat until the annual term ends at boundary 12.
+        assert_eq!(b.pools()[&key("sell")].pending_removal, 1);
+        b.advance_to(at("2027-01-31T05:00:00Z"));
+        assert_eq!(b.pools()[&key("sell")].quantity, 1);
+        let boundaries: Vec<_> = b.applied_removals().iter().map(|r| r.boundary).collect();
+        assert_eq!(boundaries, [1, 12]);
+    }
+
+    #[test]
+    fn purchase_restores_before_adding() {
+        let mut b = book(Billing::Card);
+        let t = at("2026-02-10T12:00:00Z");
+        b.apply(t, "e:1", &removal("talk", 3, false)).unwrap();
+        b.apply(t, "e:2", &purchase("talk", 2)).unwrap();
+        assert_eq!(b.pools()[&key("talk")], Pool { quantity: 5, pending_removal: 1, assigned: 1 });
+        assert!(b.purchases().is_empty(), "a pure restore is free");
+        b.apply(t, "e:3", &purchase("talk", 4)).unwrap();
+        assert_eq!(b.pools()[&key("talk")], Pool { quantity: 8, pending_removal: 0, assigned: 1 });
+        assert_eq!(b.purchases()[0].added, 3);
+        assert_eq!(b.purchases()[0].reference, "e:3");
+    }
+
+    #[test]
+    fn assignments_follow_the_free_seat_rule() {
+        let mut b = book(Billing::Card);
+        let t = at("2026-02-10T12:00:00Z");
+        let assign = |u: &str, p: &str| EventKind::LicenseAssign {
+            office: "nyc".into(),
+            product: p.into(),
+            user: u.into(),
+        };
+        assert_eq!(b.apply(t, "1", &assign("ada", "sell")), Err("user ada already holds a license".into()));
+        b.apply(t, "2", &assign("bob", "sell")).unwrap();
+        b.apply(t, "3", &removal("sell", 1, false)).unwrap();
+        assert_eq!(b.apply(t, "4", &assign("cy", "sell")), Err("no free seat in pool nyc/sell".into()));
+        let transfer = |f: &str, to: &str| EventKind::LicenseTransfer {
+            from_user: f.into(),
+            to_user: to.into(),
+        };
+        assert_eq!(b.apply(t, "5", &transfer("cy", "ada")), Err("user cy holds no license".into()));
+        assert_eq!(b.apply(t, "6", &transfer("bob", "ada")), Err("user ada already holds a license".into()));
+        assert_eq!(b.apply(t, "7", &transfer("bob", "bob")), Err("cannot transfer a license to the same user".into()));
+        b.apply(t, "8", &transfer("bob", "cy")).unwrap();
+        assert_eq!(b.product_of("cy"), Some("sell"));
+        assert_eq!(b.product_of("bob"), None);
+        b.apply(t, "9", &EventKind::LicenseUnassign { user: "cy".into() }).unwrap();
+        assert_eq!(b.apply(t, "10", &EventKind::LicenseUnassign { user: "cy".into() }), Err("user cy holds no license".into()));
+        assert_eq!(b.pools()[&key("sell")].assigned, 0);
+    }
+
+    #[test]
+    fn proration_counts_local_days() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let (amount, remaining, days) =
+            proration(3, Decimal::from(25), d("2026-02-10"), d("2026-01-31"), d("2026-02-28"));
+        assert_eq!((remaining, days), (18, 28));
+        assert_eq!(Currency::from_code("USD").unwrap().round_line(amount), Decimal::from_str("48.21").unwrap());
+        let (full, _, _) =
+            proration(2, Decimal::from(25), d("2026-01-31"), d("2026-01-31"), d("2026-02-28"));
+        assert_eq!(full, Decimal::from(50));
+    }
+
+    proptest! {
+        /// Splitting a term at any day into prorated parts sums to the full fee within a cent
+        /// per part.
+        #[test]
+        fn prorations_of_a_split_term_sum_to_the_whole(
+            start_days in 0i64..2000,
+            cuts in prop::collection::btree_set(1i64..365, 0..6),
+            price_cents in 1i64..100_000,
+            seats in 1i64..50,
+            annual in any::<bool>(),
+        ) {
+            let usd = Currency::from_code("USD").unwrap();
+            let grid = Grid::new(chrono_tz::UTC, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Duration::days(start_days));
+            let (start, end) = if annual { (grid.boundary_date(0), grid.boundary_date(12)) } else { (grid.boundary_date(0), grid.boundary_date(1)) };
+            let days = Grid::days_between(start, end);
+            let mut points: Vec<i64> = cuts.into_iter().filter(|c| *c < days).collect();
+            points.insert(0, 0);
+            points.push(days);
+            let price = Decimal::new(price_cents, 2);
+            let mut total = Decimal::ZERO;
+            let parts = points.len() as i64 - 1;
+            for w in points.windows(2) {
+                // Seats held from day w[0] to day w[1]: bought at w[0] for the rest of the term,
+                // minus what buying at w[1] would have cost.
+                let at = |n: i64| start + chrono::Duration::days(n);
+                let (from_here, _, _) = proration(seats, price, at(w[0]), start, end);
+                let (from_next, _, _) = proration(seats, price, at(w[1]), start, end);
+                total += usd.round_line(from_here - from_next);
+            }
+            let full = usd.round_line(Decimal::from(seats) * price);
+            prop_assert!((total - full).abs() <= Decimal::new(parts, 2));
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! billrun: closes the billing cycles of a cloud-telephony company.
+//!
+//! See `ARCHITECTURE.md` for the code map. Data flows one way: input (`fixture`) → `jobs` →
+//! `domain` decides → `store` records → `export` reports.
+
+pub mod domain;

@@ -4,3 +4,7 @@
 //! `domain` decides → `store` records → `export` reports.
 
 pub mod domain;
+pub mod export;
+pub mod fixture;
+pub mod jobs;
+pub mod store;

@@ -34,7 +34,7 @@ impl Term {
 
     /// Whether a term (counted from `origin`) starts at boundary `k`.
     pub fn starts_at(self, origin: u32, k: u32) -> bool {
-        k >= origin && (k - origin) % self.periods() == 0
+        k >= origin && (k - origin).is_multiple_of(self.periods())
     }
 
     /// Whether a term (counted from `origin`) ends at boundary `k`.
@@ -164,7 +164,13 @@ mod tests {
         let dates: Vec<_> = (0..5).map(|k| g.boundary_date(k).to_string()).collect();
         assert_eq!(
             dates,
-            ["2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30", "2026-05-31"]
+            [
+                "2026-01-31",
+                "2026-02-28",
+                "2026-03-31",
+                "2026-04-30",
+                "2026-05-31"
+            ]
         );
         let leap = Grid::new(chrono_tz::UTC, d("2028-02-29"));
         assert_eq!(leap.boundary_date(1), d("2028-03-29"));
@@ -208,7 +214,10 @@ mod tests {
         assert_eq!(b1, t("2026-02-28T05:00:00Z"));
         assert_eq!(g.period_index(b1), Some(1));
         assert_eq!(g.period_index(b1 - Duration::seconds(1)), Some(0));
-        assert_eq!(g.period_index(g.boundary_at(0) - Duration::seconds(1)), None);
+        assert_eq!(
+            g.period_index(g.boundary_at(0) - Duration::seconds(1)),
+            None
+        );
         assert_eq!(g.first_boundary_after(b1), 2);
         assert_eq!(g.boundary_index_on(d("2026-03-31")), Some(2));
         assert_eq!(g.boundary_index_on(d("2026-03-30")), None);

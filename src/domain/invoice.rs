@@ -238,7 +238,10 @@ pub fn license_lines(
             kind: LineKind::LicenseFee,
             office: office.clone(),
             product: code.clone(),
-            description: format!("{}: {} seats, {start} to {end}", product.name, pool.quantity),
+            description: format!(
+                "{}: {} seats, {start} to {end}",
+                product.name, pool.quantity
+            ),
             quantity: Some(pool.quantity),
             unit_price: Some(price),
             amount: currency.round_line(quantity * price),
@@ -339,10 +342,19 @@ mod tests {
             ],
         );
         let before = t("2026-04-01T00:00:00Z");
-        assert_eq!(prices.price("talk", d("2026-01-31"), before), Decimal::from(25));
-        assert_eq!(prices.price("talk", d("2026-02-28"), before), Decimal::from(20));
+        assert_eq!(
+            prices.price("talk", d("2026-01-31"), before),
+            Decimal::from(25)
+        );
+        assert_eq!(
+            prices.price("talk", d("2026-02-28"), before),
+            Decimal::from(20)
+        );
         // Recorded last wins even though the earlier one's `from` is later.
-        assert_eq!(prices.price("talk", d("2026-03-31"), before), Decimal::from(20));
+        assert_eq!(
+            prices.price("talk", d("2026-03-31"), before),
+            Decimal::from(20)
+        );
         // Corrections recorded at or after the cut-off do not count.
         assert_eq!(
             prices.price("talk", d("2026-03-31"), t("2026-02-05T00:00:00Z")),

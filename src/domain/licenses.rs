@@ -89,7 +89,10 @@ impl LicenseBook {
         let mut book = LicenseBook {
             grid: company.grid(),
             billing: company.billing,
-            terms: products.values().map(|p| (p.code.clone(), p.term)).collect(),
+            terms: products
+                .values()
+                .map(|p| (p.code.clone(), p.term))
+                .collect(),
             users: BTreeMap::new(),
             pools: BTreeMap::new(),
             holders: BTreeMap::new(),
@@ -98,8 +101,10 @@ impl LicenseBook {
             next_boundary: 0,
         };
         for p in pools {
-            book.pools.entry((p.office.clone(), p.product.clone())).or_default().quantity +=
-                p.quantity;
+            book.pools
+                .entry((p.office.clone(), p.product.clone()))
+                .or_default()
+                .quantity += p.quantity;
         }
         for party in parties {
             book.users.insert(party.id.clone(), party.kind);
@@ -270,16 +275,16 @@ pub fn proration(
 ) -> (Decimal, i64, i64) {
     let remaining = Grid::days_between(date, term_end);
     let term_days = Grid::days_between(term_start, term_end);
-    let amount = Decimal::from(added) * unit_price * Decimal::from(remaining)
-        / Decimal::from(term_days);
+    let amount =
+        Decimal::from(added) * unit_price * Decimal::from(remaining) / Decimal::from(term_days);
     (amount, remaining, term_days)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::money::Currency;
     use crate::domain::model::CreditSharing;
+    use crate::domain::money::Currency;
     use proptest::prelude::*;
     use std::str::FromStr;
 
@@ -344,7 +349,11 @@ mod tests {
                 quantity: 2,
             },
         ];
-        let users = [user("ada", Some("talk")), user("bob", None), user("cy", None)];
+        let users = [
+            user("ada", Some("talk")),
+            user("bob", None),
+            user("cy", None),
+        ];
         LicenseBook::new(&company(billing), &products(), &pools, &users)
     }
 
@@ -377,7 +386,10 @@ mod tests {
     fn contracted_removal_needs_override_and_free_seats() {
         let mut b = book(Billing::Invoiced);
         let t = at("2026-02-10T12:00:00Z");
-        assert_eq!(b.apply(t, "e:1", &removal("talk", 1, false)), Err(CONTRACTED_REMOVAL.into()));
+        assert_eq!(
+            b.apply(t, "e:1", &removal("talk", 1, false)),
+            Err(CONTRACTED_REMOVAL.into())
+        );
         assert_eq!(
             b.apply(t, "e:2", &removal("talk", 5, true)),
             Err("not enough free seats: requested 5, free 4".into())
@@ -389,12 +401,29 @@ mod tests {
     #[test]
     fn card_company_removal_is_applied_at_term_end() {
         let mut b = book(Billing::Card);
-        b.apply(at("2026-02-10T12:00:00Z"), "e:1", &removal("talk", 2, false)).unwrap();
-        b.apply(at("2026-02-10T12:00:00Z"), "e:2", &removal("sell", 1, false)).unwrap();
+        b.apply(
+            at("2026-02-10T12:00:00Z"),
+            "e:1",
+            &removal("talk", 2, false),
+        )
+        .unwrap();
+        b.apply(
+            at("2026-02-10T12:00:00Z"),
+            "e:2",
+            &removal("sell", 1, false),
+        )
+        .unwrap();
         b.advance_to(at("2026-02-28T04:59:59Z"));
         assert_eq!(b.pools()[&key("talk")].quantity, 5);
         b.advance_to(at("2026-02-28T05:00:00Z"));
-        assert_eq!(b.pools()[&key("talk")], Pool { quantity: 3, pending_removal: 0, assigned: 1 });
+        assert_eq!(
+            b.pools()[&key("talk")],
+            Pool {
+                quantity: 3,
+                pending_removal: 0,
+                assigned: 1
+            }
+        );
         // The annual pool keeps its seat until the annual term ends at boundary 12.
         assert_eq!(b.pools()[&key("sell")].pending_removal, 1);
         b.advance_to(at("2027-01-31T05:00:00Z"));
@@ -409,10 +438,24 @@ mod tests {
         let t = at("2026-02-10T12:00:00Z");
         b.apply(t, "e:1", &removal("talk", 3, false)).unwrap();
         b.apply(t, "e:2", &purchase("talk", 2)).unwrap();
-        assert_eq!(b.pools()[&key("talk")], Pool { quantity: 5, pending_removal: 1, assigned: 1 });
+        assert_eq!(
+            b.pools()[&key("talk")],
+            Pool {
+                quantity: 5,
+                pending_removal: 1,
+                assigned: 1
+            }
+        );
         assert!(b.purchases().is_empty(), "a pure restore is free");
         b.apply(t, "e:3", &purchase("talk", 4)).unwrap();
-        assert_eq!(b.pools()[&key("talk")], Pool { quantity: 8, pending_removal: 0, assigned: 1 });
+        assert_eq!(
+            b.pools()[&key("talk")],
+            Pool {
+                quantity: 8,
+                pending_removal: 0,
+                assigned: 1
+            }
+        );
         assert_eq!(b.purchases()[0].added, 3);
         assert_eq!(b.purchases()[0].reference, "e:3");
     }
@@ -426,34 +469,66 @@ mod tests {
             product: p.into(),
             user: u.into(),
         };
-        assert_eq!(b.apply(t, "1", &assign("ada", "sell")), Err("user ada already holds a license".into()));
+        assert_eq!(
+            b.apply(t, "1", &assign("ada", "sell")),
+            Err("user ada already holds a license".into())
+        );
         b.apply(t, "2", &assign("bob", "sell")).unwrap();
         b.apply(t, "3", &removal("sell", 1, false)).unwrap();
-        assert_eq!(b.apply(t, "4", &assign("cy", "sell")), Err("no free seat in pool nyc/sell".into()));
+        assert_eq!(
+            b.apply(t, "4", &assign("cy", "sell")),
+            Err("no free seat in pool nyc/sell".into())
+        );
         let transfer = |f: &str, to: &str| EventKind::LicenseTransfer {
             from_user: f.into(),
             to_user: to.into(),
         };
-        assert_eq!(b.apply(t, "5", &transfer("cy", "ada")), Err("user cy holds no license".into()));
-        assert_eq!(b.apply(t, "6", &transfer("bob", "ada")), Err("user ada already holds a license".into()));
-        assert_eq!(b.apply(t, "7", &transfer("bob", "bob")), Err("cannot transfer a license to the same user".into()));
+        assert_eq!(
+            b.apply(t, "5", &transfer("cy", "ada")),
+            Err("user cy holds no license".into())
+        );
+        assert_eq!(
+            b.apply(t, "6", &transfer("bob", "ada")),
+            Err("user ada already holds a license".into())
+        );
+        assert_eq!(
+            b.apply(t, "7", &transfer("bob", "bob")),
+            Err("cannot transfer a license to the same user".into())
+        );
         b.apply(t, "8", &transfer("bob", "cy")).unwrap();
         assert_eq!(b.product_of("cy"), Some("sell"));
         assert_eq!(b.product_of("bob"), None);
-        b.apply(t, "9", &EventKind::LicenseUnassign { user: "cy".into() }).unwrap();
-        assert_eq!(b.apply(t, "10", &EventKind::LicenseUnassign { user: "cy".into() }), Err("user cy holds no license".into()));
+        b.apply(t, "9", &EventKind::LicenseUnassign { user: "cy".into() })
+            .unwrap();
+        assert_eq!(
+            b.apply(t, "10", &EventKind::LicenseUnassign { user: "cy".into() }),
+            Err("user cy holds no license".into())
+        );
         assert_eq!(b.pools()[&key("sell")].assigned, 0);
     }
 
     #[test]
     fn proration_counts_local_days() {
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        let (amount, remaining, days) =
-            proration(3, Decimal::from(25), d("2026-02-10"), d("2026-01-31"), d("2026-02-28"));
+        let (amount, remaining, days) = proration(
+            3,
+            Decimal::from(25),
+            d("2026-02-10"),
+            d("2026-01-31"),
+            d("2026-02-28"),
+        );
         assert_eq!((remaining, days), (18, 28));
-        assert_eq!(Currency::from_code("USD").unwrap().round_line(amount), Decimal::from_str("48.21").unwrap());
-        let (full, _, _) =
-            proration(2, Decimal::from(25), d("2026-01-31"), d("2026-01-31"), d("2026-02-28"));
+        assert_eq!(
+            Currency::from_code("USD").unwrap().round_line(amount),
+            Decimal::from_str("48.21").unwrap()
+        );
+        let (full, _, _) = proration(
+            2,
+            Decimal::from(25),
+            d("2026-01-31"),
+            d("2026-01-31"),
+            d("2026-02-28"),
+        );
         assert_eq!(full, Decimal::from(50));
     }
 

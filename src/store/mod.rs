@@ -1,0 +1,226 @@
+//! Persistence in the words of the domain: one [`Store`] trait with a SQLite and a PostgreSQL
+//! implementation. Nothing outside this module sees a driver type.
+//!
+//! Money is kept as integer micro-units and instants as integer microseconds (UTC) in both
+//! databases, converted at this boundary.
+
+mod codec;
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use crate::domain::invoice::Document;
+use crate::domain::licenses::AppliedRemoval;
+use crate::domain::model::{Event, World};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// An event as it arrived, with the verdict of the rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// The event.
+    pub event: Event,
+    /// `None` when accepted, else why it was rejected.
+    pub rejection: Option<String>,
+}
+
+/// A row of `rejections.csv`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// `events.jsonl` or `usage.csv`.
+    pub source: String,
+    /// 1-based line in that file.
+    pub line: i64,
+    /// The usage id; empty for events.
+    pub id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A row of `job_runs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRun {
+    /// The step's name (`invoice`).
+    pub job: String,
+    /// The company.
+    pub company: String,
+    /// Boundary index on the company's grid.
+    pub boundary_index: u32,
+    /// The boundary's local date.
+    pub boundary: NaiveDate,
+    /// `ok` or `failed`.
+    pub status: String,
+    /// What the step wrote.
+    pub items: i64,
+    /// The error of a failed step.
+    pub error: Option<String>,
+}
+
+/// A charge to a card company's card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardCharge {
+    /// When it was charged.
+    pub at: DateTime<Utc>,
+    /// The company.
+    pub company: String,
+    /// `card_statement`, `credit_purchase`, `auto_recharge` or `adjustment`.
+    pub kind: String,
+    /// The amount charged (negative for a refund).
+    pub amount: Decimal,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The invoice number or event reference.
+    pub reference: String,
+}
+
+/// A step of one (company, boundary) and when it ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRun {
+    /// The step's name.
+    pub job: &'static str,
+    /// The company.
+    pub company: String,
+    /// Boundary index.
+    pub boundary_index: u32,
+    /// Boundary instant.
+    pub boundary_at: DateTime<Utc>,
+    /// Boundary local date.
+    pub boundary: NaiveDate,
+    /// Wall-clock start.
+    pub started_at: DateTime<Utc>,
+    /// Wall-clock end of the computation.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// What a step writes, committed together with its completion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepEffects {
+    /// Removals applied to pools.
+    pub removals: Vec<AppliedRemoval>,
+    /// The document issued.
+    pub document: Option<Document>,
+    /// Card charges made.
+    pub card_charges: Vec<CardCharge>,
+}
+
+impl StepEffects {
+    /// What the step wrote, as counted in `job_runs.items`.
+    pub fn items(&self) -> i64 {
+        (self.removals.len() + self.document.as_ref().map_or(0, |d| d.lines.len())) as i64
+    }
+}
+
+/// Storage for billrun. Every write that belongs together is one transaction.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    /// Creates or upgrades the schema.
+    async fn migrate(&self) -> anyhow::Result<()>;
+
+    /// Records master data: the companies, products and rates of `world` replace those with
+    /// the same keys.
+    async fn save_world(&self, world: &World) -> anyhow::Result<()>;
+
+    /// Reads all master data.
+    async fn world(&self) -> anyhow::Result<World>;
+
+    /// Records events with their verdicts, and a rejection for each refused one, in one
+    /// transaction.
+    async fn record_events(&self, events: &[RecordedEvent]) -> anyhow::Result<()>;
+
+    /// The accepted events (of one company, or all), in arrival order.
+    async fn accepted_events(&self, company: Option<&str>) -> anyhow::Result<Vec<Event>>;
+
+    /// The latest `at` of any recorded event of a company.
+    async fn last_event_at(&self, company: &str) -> anyhow::Result<Option<DateTime<Utc>>>;
+
+    /// Every step that completed: (company, boundary index, job).
+    async fn completed_steps(&self) -> anyhow::Result<Vec<(String, u32, String)>>;
+
+    /// Claims a step and, if nobody completed it before, writes its effects and its completion
+    /// in one transaction. Returns false (writing nothing) when it was already done.
+    async fn commit_step(&self, run: &StepRun, effects: &StepEffects) -> anyhow::Result<bool>;
+
+    /// Every issued document with its lines.
+    async fn documents(&self) -> anyhow::Result<Vec<Document>>;
+
+    /// Every job run, in execution order.
+    async fn job_runs(&self) -> anyhow::Result<Vec<JobRun>>;
+
+    /// Every rejection, in the order recorded.
+    async fn rejections(&self) -> anyhow::Result<Vec<Rejection>>;
+
+    /// Every card charge, in the order made.
+    async fn card_charges(&self) -> anyhow::Result<Vec<CardCharge>>;
+}
+
+/// A store chosen at run time from a database URL.
+pub enum AnyStore {
+    /// `sqlite://…`
+    Sqlite(SqliteStore),
+    /// `postgres://…`
+    Postgres(PgStore),
+}
+
+impl AnyStore {
+    /// Connects to `url` (`sqlite://path`, `postgres://…`), creating a SQLite file on first use.
+    pub async fn connect(url: &str) -> anyhow::Result<AnyStore> {
+        if url.starts_with("sqlite:") {
+            Ok(AnyStore::Sqlite(SqliteStore::connect(url).await?))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(AnyStore::Postgres(PgStore::connect(url).await?))
+        } else {
+            anyhow::bail!(
+                "unsupported database URL {}: use sqlite://PATH or postgres://…",
+                redact_url(url)
+            )
+        }
+    }
+}
+
+/// Runs `$body` with `$s` bound to the concrete store inside an [`AnyStore`].
+#[macro_export]
+macro_rules! with_store {
+    ($any:expr, $s:ident => $body:expr) => {
+        match $any {
+            $crate::store::AnyStore::Sqlite($s) => $body,
+            $crate::store::AnyStore::Postgres($s) => $body,
+        }
+    };
+}
+
+/// A URL with its password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                if userinfo.contains(':') {
+                    format!("{scheme}://{user}:***@{host}")
+                } else {
+                    format!("{scheme}://{user}@{host}")
+                }
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact_url("postgres://bill:s3cret@db:5432/billing"),
+            "postgres://bill:***@db:5432/billing"
+        );
+        assert_eq!(redact_url("postgres://bill@db/x"), "postgres://bill@db/x");
+        assert_eq!(redact_url("sqlite://billrun.db"), "sqlite://billrun.db");
+    }
+}

@@ -1,0 +1,444 @@
+//! The SQL both backends share. Both speak `$n` placeholders, `ON CONFLICT` and `RETURNING`,
+//! and store only integers and text, so one body serves both: `sql_store!` expands it for a
+//! concrete pool type, and each backend adds only its connection setup, migrations and the
+//! statement that begins a write transaction.
+
+macro_rules! sql_store {
+    ($store:ty) => {
+        impl $crate::store::Store for $store {
+            async fn migrate(&self) -> anyhow::Result<()> {
+                self.run_migrations().await
+            }
+
+            async fn save_world(&self, world: &$crate::domain::model::World) -> anyhow::Result<()> {
+                use $crate::store::codec;
+                use $crate::domain::model::{AdminRole, PartyKind};
+                let mut tx = self.begin_write().await?;
+                for c in world.companies.values() {
+                    for table in [
+                        "DELETE FROM offices WHERE company_id = $1",
+                        "DELETE FROM parties WHERE company_id = $1",
+                        "DELETE FROM admins WHERE company_id = $1",
+                        "DELETE FROM initial_pools WHERE company_id = $1",
+                        "DELETE FROM bundles WHERE company_id = $1",
+                        "DELETE FROM allowances WHERE company_id = $1",
+                    ] {
+                        sqlx::query(table).bind(&c.id).execute(&mut *tx).await?;
+                    }
+                    let (threshold, amount) = match &c.auto_recharge {
+                        Some(a) => (Some(codec::money(a.threshold)?), Some(codec::money(a.amount)?)),
+                        None => (None, None),
+                    };
+                    sqlx::query(
+                        "INSERT INTO companies (id, name, time_zone, currency, anchor, billing, card_verified, \
+                         credit_sharing, primary_office, ar_threshold, ar_amount) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                         ON CONFLICT (id) DO UPDATE SET name = excluded.name, time_zone = excluded.time_zone, \
+                         currency = excluded.currency, anchor = excluded.anchor, billing = excluded.billing, \
+                         card_verified = excluded.card_verified, credit_sharing = excluded.credit_sharing, \
+                         primary_office = excluded.primary_office, ar_threshold = excluded.ar_threshold, \
+                         ar_amount = excluded.ar_amount",
+                    )
+                    .bind(&c.id)
+                    .bind(&c.name)
+                    .bind(c.time_zone.name())
+                    .bind(c.currency.code())
+                    .bind(codec::date(c.anchor))
+                    .bind(c.billing.as_str())
+                    .bind(c.card_verified)
+                    .bind(match c.credit_sharing {
+                        $crate::domain::model::CreditSharing::Company => "company",
+                        $crate::domain::model::CreditSharing::Office => "office",
+                    })
+                    .bind(&c.primary_office)
+                    .bind(threshold)
+                    .bind(amount)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (ord, o) in world.offices.iter().enumerate() {
+                    sqlx::query("INSERT INTO offices (company_id, id, name, ord) VALUES ($1, $2, $3, $4)")
+                        .bind(&o.company).bind(&o.id).bind(&o.name).bind(ord as i64)
+                        .execute(&mut *tx).await?;
+                }
+                for (ord, p) in world.parties.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO parties (company_id, id, kind, office_id, name, phone, product, ord) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(&p.company).bind(&p.id)
+                    .bind(if p.kind == PartyKind::User { "user" } else { "group" })
+                    .bind(&p.office).bind(&p.name).bind(&p.phone).bind(&p.product).bind(ord as i64)
+                    .execute(&mut *tx).await?;
+                }
+                for (ord, a) in world.admins.iter().enumerate() {
+                    let office = match &a.role {
+                        AdminRole::Company => None,
+                        AdminRole::Office(o) => Some(o.clone()),
+                    };
+                    sqlx::query("INSERT INTO admins (company_id, email, office_id, ord) VALUES ($1, $2, $3, $4)")
+                        .bind(&a.company).bind(&a.email).bind(office).bind(ord as i64)
+                        .execute(&mut *tx).await?;
+                }
+                for p in world.products.values() {
+                    sqlx::query(
+                        "INSERT INTO products (code, name, term, unit_price) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (code) DO UPDATE SET name = excluded.name, term = excluded.term, \
+                         unit_price = excluded.unit_price",
+                    )
+                    .bind(&p.code).bind(&p.name).bind(p.term.as_str()).bind(codec::money(p.unit_price)?)
+                    .execute(&mut *tx).await?;
+                }
+                for p in &world.pools {
+                    sqlx::query("INSERT INTO initial_pools (company_id, office_id, product, quantity) VALUES ($1, $2, $3, $4)")
+                        .bind(&p.company).bind(&p.office).bind(&p.product).bind(p.quantity)
+                        .execute(&mut *tx).await?;
+                }
+                for (ord, b) in world.bundles.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO bundles (company_id, id, scope, kind, credits, fee, cadence, start, ord) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(&b.company).bind(&b.id).bind(&b.scope)
+                    .bind(match b.kind {
+                        $crate::domain::model::BundleKind::Telephony => "telephony",
+                        $crate::domain::model::BundleKind::Ai => "ai",
+                    })
+                    .bind(codec::money(b.credits)?).bind(codec::money(b.fee)?)
+                    .bind(b.cadence.as_str()).bind(codec::date(b.start)).bind(ord as i64)
+                    .execute(&mut *tx).await?;
+                }
+                for (ord, a) in world.allowances.iter().enumerate() {
+                    sqlx::query("INSERT INTO allowances (company_id, ord, service, amount) VALUES ($1, $2, $3, $4)")
+                        .bind(&a.company).bind(ord as i64).bind(&a.service).bind(codec::money(a.amount)?)
+                        .execute(&mut *tx).await?;
+                }
+                if !world.rates.is_empty() {
+                    sqlx::query("DELETE FROM rates").execute(&mut *tx).await?;
+                    for (ord, r) in world.rates.iter().enumerate() {
+                        sqlx::query(
+                            "INSERT INTO rates (ord, service, usage_type, direction, prefix, product, price, increment) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        )
+                        .bind(ord as i64).bind(&r.service).bind(&r.usage_type).bind(&r.direction)
+                        .bind(&r.prefix).bind(&r.product).bind(codec::money(r.price)?)
+                        .bind(r.increment.map(|(a, b)| format!("{a}/{b}")))
+                        .execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn world(&self) -> anyhow::Result<$crate::domain::model::World> {
+                use anyhow::Context as _;
+                use sqlx::Row as _;
+                use $crate::store::codec;
+                use $crate::domain::model::*;
+                let mut world = World::default();
+                let rows = sqlx::query("SELECT id, name, time_zone, currency, anchor, billing, card_verified, credit_sharing, primary_office, ar_threshold, ar_amount FROM companies ORDER BY id")
+                    .fetch_all(&self.pool).await?;
+                for r in rows {
+                    let id: String = r.try_get("id")?;
+                    let tz: String = r.try_get("time_zone")?;
+                    let currency: String = r.try_get("currency")?;
+                    let threshold: Option<i64> = r.try_get("ar_threshold")?;
+                    let amount: Option<i64> = r.try_get("ar_amount")?;
+                    let company = Company {
+                        name: r.try_get("name")?,
+                        time_zone: tz.parse().map_err(|_| anyhow::anyhow!("stored time zone {tz:?}"))?,
+                        currency: $crate::domain::money::Currency::from_code(&currency).with_context(|| format!("stored currency {currency:?}"))?,
+                        anchor: codec::parse_date(&r.try_get::<String, _>("anchor")?)?,
+                        billing: if r.try_get::<String, _>("billing")? == "card" { Billing::Card } else { Billing::Invoiced },
+                        card_verified: r.try_get("card_verified")?,
+                        credit_sharing: if r.try_get::<String, _>("credit_sharing")? == "office" { CreditSharing::Office } else { CreditSharing::Company },
+                        primary_office: r.try_get("primary_office")?,
+                        auto_recharge: match (threshold, amount) {
+                            (Some(t), Some(a)) => Some(AutoRecharge { threshold: codec::amount(t), amount: codec::amount(a) }),
+                            _ => None,
+                        },
+                        id: id.clone(),
+                    };
+                    world.companies.insert(id, company);
+                }
+                for r in sqlx::query("SELECT company_id, id, name FROM offices ORDER BY ord, company_id").fetch_all(&self.pool).await? {
+                    world.offices.push(Office { company: r.try_get("company_id")?, id: r.try_get("id")?, name: r.try_get("name")? });
+                }
+                for r in sqlx::query("SELECT company_id, id, kind, office_id, name, phone, product FROM parties ORDER BY ord, company_id").fetch_all(&self.pool).await? {
+                    world.parties.push(Party {
+                        id: r.try_get("id")?,
+                        kind: if r.try_get::<String, _>("kind")? == "group" { PartyKind::Group } else { PartyKind::User },
+                        company: r.try_get("company_id")?,
+                        office: r.try_get("office_id")?,
+                        name: r.try_get("name")?,
+                        phone: r.try_get("phone")?,
+                        product: r.try_get("product")?,
+                    });
+                }
+                for r in sqlx::query("SELECT company_id, email, office_id FROM admins ORDER BY ord, company_id").fetch_all(&self.pool).await? {
+                    let office: Option<String> = r.try_get("office_id")?;
+                    world.admins.push(Admin {
+                        email: r.try_get("email")?,
+                        company: r.try_get("company_id")?,
+                        role: office.map_or(AdminRole::Company, AdminRole::Office),
+                    });
+                }
+                for r in sqlx::query("SELECT code, name, term, unit_price FROM products ORDER BY code").fetch_all(&self.pool).await? {
+                    let code: String = r.try_get("code")?;
+                    world.products.insert(code.clone(), Product {
+                        code,
+                        name: r.try_get("name")?,
+                        term: if r.try_get::<String, _>("term")? == "annual" { $crate::domain::grid::Term::Annual } else { $crate::domain::grid::Term::Monthly },
+                        unit_price: codec::amount(r.try_get("unit_price")?),
+                    });
+                }
+                for r in sqlx::query("SELECT company_id, office_id, product, quantity FROM initial_pools ORDER BY company_id, office_id, product").fetch_all(&self.pool).await? {
+                    world.pools.push(InitialPool { company: r.try_get("company_id")?, office: r.try_get("office_id")?, product: r.try_get("product")?, quantity: r.try_get("quantity")? });
+                }
+                for r in sqlx::query("SELECT company_id, id, scope, kind, credits, fee, cadence, start FROM bundles ORDER BY ord, company_id").fetch_all(&self.pool).await? {
+                    world.bundles.push(Bundle {
+                        id: r.try_get("id")?,
+                        company: r.try_get("company_id")?,
+                        scope: r.try_get("scope")?,
+                        kind: if r.try_get::<String, _>("kind")? == "ai" { BundleKind::Ai } else { BundleKind::Telephony },
+                        credits: codec::amount(r.try_get("credits")?),
+                        fee: codec::amount(r.try_get("fee")?),
+                        cadence: if r.try_get::<String, _>("cadence")? == "annual" { $crate::domain::grid::Term::Annual } else { $crate::domain::grid::Term::Monthly },
+                        start: codec::parse_date(&r.try_get::<String, _>("start")?)?,
+                    });
+                }
+                for r in sqlx::query("SELECT company_id, service, amount FROM allowances ORDER BY ord, company_id").fetch_all(&self.pool).await? {
+                    world.allowances.push(Allowance { company: r.try_get("company_id")?, service: r.try_get("service")?, amount: codec::amount(r.try_get("amount")?) });
+                }
+                for r in sqlx::query("SELECT service, usage_type, direction, prefix, product, price, increment FROM rates ORDER BY ord").fetch_all(&self.pool).await? {
+                    let increment: Option<String> = r.try_get("increment")?;
+                    world.rates.push(Rate {
+                        service: r.try_get("service")?,
+                        usage_type: r.try_get("usage_type")?,
+                        direction: r.try_get("direction")?,
+                        prefix: r.try_get("prefix")?,
+                        product: r.try_get("product")?,
+                        price: codec::amount(r.try_get("price")?),
+                        increment: increment.map(|s| $crate::fixture::values::increment(&s)).transpose().map_err(anyhow::Error::msg)?,
+                    });
+                }
+                Ok(world)
+            }
+
+            async fn record_events(&self, events: &[$crate::store::RecordedEvent]) -> anyhow::Result<()> {
+                use $crate::store::codec;
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.begin_write().await?;
+                let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM events")
+                    .fetch_one(&mut *tx).await?;
+                for (i, r) in events.iter().enumerate() {
+                    let e = &r.event;
+                    sqlx::query(
+                        "INSERT INTO events (company_id, seq, at, source, line, event_id, kind, payload, accepted) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(&e.company).bind(next + i as i64).bind(codec::instant(e.at))
+                    .bind(&e.source).bind(e.line).bind(&e.id).bind(e.kind.type_name())
+                    .bind(serde_json::to_string(&e.kind)?).bind(r.rejection.is_none())
+                    .execute(&mut *tx).await?;
+                    if let Some(reason) = &r.rejection {
+                        sqlx::query("INSERT INTO rejections (company_id, source, line, item_id, reason) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(&e.company).bind(&e.source).bind(e.line).bind("").bind(reason)
+                            .execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn accepted_events(&self, company: Option<&str>) -> anyhow::Result<Vec<$crate::domain::model::Event>> {
+                use sqlx::Row as _;
+                use $crate::store::codec;
+                let rows = match company {
+                    Some(c) => sqlx::query("SELECT company_id, at, source, line, event_id, payload FROM events WHERE accepted AND company_id = $1 ORDER BY seq")
+                        .bind(c).fetch_all(&self.pool).await?,
+                    None => sqlx::query("SELECT company_id, at, source, line, event_id, payload FROM events WHERE accepted ORDER BY seq")
+                        .fetch_all(&self.pool).await?,
+                };
+                rows.into_iter()
+                    .map(|r| {
+                        let payload: String = r.try_get("payload")?;
+                        Ok($crate::domain::model::Event {
+                            at: codec::at(r.try_get("at")?)?,
+                            company: r.try_get("company_id")?,
+                            source: r.try_get("source")?,
+                            line: r.try_get("line")?,
+                            id: r.try_get("event_id")?,
+                            kind: serde_json::from_str(&payload)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn last_event_at(&self, company: &str) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+                let at: Option<i64> = sqlx::query_scalar("SELECT MAX(at) FROM events WHERE company_id = $1")
+                    .bind(company).fetch_one(&self.pool).await?;
+                at.map($crate::store::codec::at).transpose()
+            }
+
+            async fn completed_steps(&self) -> anyhow::Result<Vec<(String, u32, String)>> {
+                use sqlx::Row as _;
+                sqlx::query("SELECT company_id, boundary_index, job FROM job_runs WHERE status = 'ok'")
+                    .fetch_all(&self.pool).await?
+                    .into_iter()
+                    .map(|r| Ok((r.try_get("company_id")?, $crate::store::codec::index(r.try_get("boundary_index")?)?, r.try_get("job")?)))
+                    .collect()
+            }
+
+            async fn commit_step(&self, run: &$crate::store::StepRun, effects: &$crate::store::StepEffects) -> anyhow::Result<bool> {
+                use $crate::store::codec;
+                let mut tx = self.begin_write().await?;
+                let claimed: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO job_runs (company_id, boundary_index, boundary_at, boundary_date, job, status, items, started_at, finished_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'ok', $6, $7, $8) \
+                     ON CONFLICT (company_id, boundary_index, job) DO NOTHING RETURNING seq",
+                )
+                .bind(&run.company).bind(i64::from(run.boundary_index)).bind(codec::instant(run.boundary_at))
+                .bind(codec::date(run.boundary)).bind(run.job).bind(effects.items())
+                .bind(codec::instant(run.started_at)).bind(codec::instant(run.finished_at))
+                .fetch_optional(&mut *tx).await?;
+                if claimed.is_none() {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                for r in &effects.removals {
+                    sqlx::query("INSERT INTO license_removals (company_id, boundary_index, office_id, product, quantity) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(&run.company).bind(i64::from(r.boundary)).bind(&r.pool.0).bind(&r.pool.1).bind(r.removed)
+                        .execute(&mut *tx).await?;
+                }
+                if let Some(d) = &effects.document {
+                    sqlx::query(
+                        "INSERT INTO invoices (company_id, number, kind, boundary_index, boundary, period_start, period_end, currency, total) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(&d.company).bind(&d.number).bind(d.kind.as_str()).bind(i64::from(d.boundary_index))
+                    .bind(codec::date(d.boundary)).bind(codec::date(d.period_start)).bind(codec::date(d.period_end))
+                    .bind(&d.currency).bind(codec::money(d.total())?)
+                    .execute(&mut *tx).await?;
+                    for (i, l) in d.lines.iter().enumerate() {
+                        sqlx::query(
+                            "INSERT INTO invoice_lines (company_id, number, line_no, kind, office, product, description, quantity, unit_price, amount, source) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                        )
+                        .bind(&d.company).bind(&d.number).bind(i as i64 + 1).bind(l.kind.as_str())
+                        .bind(&l.office).bind(&l.product).bind(&l.description).bind(l.quantity)
+                        .bind(l.unit_price.map(codec::money).transpose()?).bind(codec::money(l.amount)?).bind(&l.source)
+                        .execute(&mut *tx).await?;
+                    }
+                }
+                for c in &effects.card_charges {
+                    sqlx::query("INSERT INTO card_charges (company_id, at, kind, amount, currency, reference) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(&c.company).bind(codec::instant(c.at)).bind(&c.kind).bind(codec::money(c.amount)?)
+                        .bind(&c.currency).bind(&c.reference)
+                        .execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn documents(&self) -> anyhow::Result<Vec<$crate::domain::invoice::Document>> {
+                use sqlx::Row as _;
+                use $crate::store::codec;
+                use $crate::domain::invoice::{Document, DocumentKind, Line, LineKind};
+                let mut docs = Vec::new();
+                let mut index = std::collections::BTreeMap::new();
+                for r in sqlx::query("SELECT company_id, number, kind, boundary_index, boundary, period_start, period_end, currency FROM invoices ORDER BY boundary, company_id, number")
+                    .fetch_all(&self.pool).await?
+                {
+                    let kind: String = r.try_get("kind")?;
+                    let doc = Document {
+                        number: r.try_get("number")?,
+                        company: r.try_get("company_id")?,
+                        kind: DocumentKind::parse(&kind).ok_or_else(|| anyhow::anyhow!("stored document kind {kind:?}"))?,
+                        boundary_index: codec::index(r.try_get("boundary_index")?)?,
+                        boundary: codec::parse_date(&r.try_get::<String, _>("boundary")?)?,
+                        period_start: codec::parse_date(&r.try_get::<String, _>("period_start")?)?,
+                        period_end: codec::parse_date(&r.try_get::<String, _>("period_end")?)?,
+                        lines: Vec::new(),
+                        currency: r.try_get("currency")?,
+                    };
+                    index.insert((doc.company.clone(), doc.number.clone()), docs.len());
+                    docs.push(doc);
+                }
+                for r in sqlx::query("SELECT company_id, number, kind, office, product, description, quantity, unit_price, amount, source FROM invoice_lines ORDER BY company_id, number, line_no")
+                    .fetch_all(&self.pool).await?
+                {
+                    let key: (String, String) = (r.try_get("company_id")?, r.try_get("number")?);
+                    let kind: String = r.try_get("kind")?;
+                    let unit_price: Option<i64> = r.try_get("unit_price")?;
+                    let line = Line {
+                        kind: LineKind::parse(&kind).ok_or_else(|| anyhow::anyhow!("stored line kind {kind:?}"))?,
+                        office: r.try_get("office")?,
+                        product: r.try_get("product")?,
+                        description: r.try_get("description")?,
+                        quantity: r.try_get("quantity")?,
+                        unit_price: unit_price.map(codec::amount),
+                        amount: codec::amount(r.try_get("amount")?),
+                        source: r.try_get("source")?,
+                    };
+                    let i = *index.get(&key).ok_or_else(|| anyhow::anyhow!("invoice line of unknown invoice {}", key.1))?;
+                    docs[i].lines.push(line);
+                }
+                Ok(docs)
+            }
+
+            async fn job_runs(&self) -> anyhow::Result<Vec<$crate::store::JobRun>> {
+                use sqlx::Row as _;
+                use $crate::store::codec;
+                sqlx::query("SELECT job, company_id, boundary_index, boundary_date, status, items, error FROM job_runs ORDER BY seq")
+                    .fetch_all(&self.pool).await?
+                    .into_iter()
+                    .map(|r| Ok($crate::store::JobRun {
+                        job: r.try_get("job")?,
+                        company: r.try_get("company_id")?,
+                        boundary_index: codec::index(r.try_get("boundary_index")?)?,
+                        boundary: codec::parse_date(&r.try_get::<String, _>("boundary_date")?)?,
+                        status: r.try_get("status")?,
+                        items: r.try_get("items")?,
+                        error: r.try_get("error")?,
+                    }))
+                    .collect()
+            }
+
+            async fn rejections(&self) -> anyhow::Result<Vec<$crate::store::Rejection>> {
+                use sqlx::Row as _;
+                sqlx::query("SELECT source, line, item_id, reason FROM rejections ORDER BY seq")
+                    .fetch_all(&self.pool).await?
+                    .into_iter()
+                    .map(|r| Ok($crate::store::Rejection {
+                        source: r.try_get("source")?,
+                        line: r.try_get("line")?,
+                        id: r.try_get("item_id")?,
+                        reason: r.try_get("reason")?,
+                    }))
+                    .collect()
+            }
+
+            async fn card_charges(&self) -> anyhow::Result<Vec<$crate::store::CardCharge>> {
+                use sqlx::Row as _;
+                use $crate::store::codec;
+                sqlx::query("SELECT company_id, at, kind, amount, currency, reference FROM card_charges ORDER BY seq")
+                    .fetch_all(&self.pool).await?
+                    .into_iter()
+                    .map(|r| Ok($crate::store::CardCharge {
+                        at: codec::at(r.try_get("at")?)?,
+                        company: r.try_get("company_id")?,
+                        kind: r.try_get("kind")?,
+                        amount: codec::amount(r.try_get("amount")?),
+                        currency: r.try_get("currency")?,
+                        reference: r.try_get("reference")?,
+                    }))
+                    .collect()
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;

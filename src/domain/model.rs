@@ -229,7 +229,7 @@ pub struct Rate {
 }
 
 /// Everything a scenario defines.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct World {
     /// Companies by id.
     pub companies: BTreeMap<String, Company>,

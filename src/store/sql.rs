@@ -89,9 +89,9 @@ macro_rules! sql_store {
                     .bind(&p.code).bind(&p.name).bind(p.term.as_str()).bind(codec::money(p.unit_price)?)
                     .execute(&mut *tx).await?;
                 }
-                for p in &world.pools {
-                    sqlx::query("INSERT INTO initial_pools (company_id, office_id, product, quantity) VALUES ($1, $2, $3, $4)")
-                        .bind(&p.company).bind(&p.office).bind(&p.product).bind(p.quantity)
+                for (ord, p) in world.pools.iter().enumerate() {
+                    sqlx::query("INSERT INTO initial_pools (company_id, office_id, product, quantity, ord) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(&p.company).bind(&p.office).bind(&p.product).bind(p.quantity).bind(ord as i64)
                         .execute(&mut *tx).await?;
                 }
                 for (ord, b) in world.bundles.iter().enumerate() {
@@ -192,7 +192,7 @@ macro_rules! sql_store {
                         unit_price: codec::amount(r.try_get("unit_price")?),
                     });
                 }
-                for r in sqlx::query("SELECT company_id, office_id, product, quantity FROM initial_pools ORDER BY company_id, office_id, product").fetch_all(&self.pool).await? {
+                for r in sqlx::query("SELECT company_id, office_id, product, quantity FROM initial_pools ORDER BY ord, company_id").fetch_all(&self.pool).await? {
                     world.pools.push(InitialPool { company: r.try_get("company_id")?, office: r.try_get("office_id")?, product: r.try_get("product")?, quantity: r.try_get("quantity")? });
                 }
                 for r in sqlx::query("SELECT company_id, id, scope, kind, credits, fee, cadence, start FROM bundles ORDER BY ord, company_id").fetch_all(&self.pool).await? {

@@ -56,6 +56,7 @@ CREATE TABLE initial_pools (
     office_id   TEXT NOT NULL,
     product     TEXT NOT NULL,
     quantity    BIGINT NOT NULL,
+    ord         BIGINT NOT NULL,
     PRIMARY KEY (company_id, office_id, product)
 );
 

@@ -1,0 +1,208 @@
+//! The command line: exit codes, load errors that name file, line and field, and nothing
+//! half-written.
+
+use std::path::Path;
+
+use crate::support::{billrun, csv_rows, fixture};
+
+fn copy_fixture(name: &str, to: &Path) {
+    for f in ["scenario.toml", "events.jsonl", "usage.csv"] {
+        std::fs::copy(fixture(name).join(f), to.join(f)).unwrap();
+    }
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// Loads a broken copy of the demo and checks the message and that nothing was written.
+fn assert_load_fails(break_it: impl Fn(&Path), want: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    copy_fixture("demo", &input);
+    break_it(&input);
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let out = billrun()
+        .args(["--database", &url, "load"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(want),
+        "stderr {stderr:?} should contain {want:?}"
+    );
+    // Nothing half-loaded: the database holds no company.
+    let dump = dir.path().join("dump");
+    billrun()
+        .args(["--database", &url, "dump", "--out"])
+        .arg(&dump)
+        .assert()
+        .success();
+    assert_eq!(
+        csv_rows(&dump.join("licenses.csv")).len(),
+        1,
+        "no pool may be recorded"
+    );
+    assert_eq!(csv_rows(&dump.join("rejections.csv")).len(), 1);
+}
+
+#[test]
+fn bad_scenario_is_refused_with_file_line_and_field() {
+    assert_load_fails(
+        |d| {
+            edit(
+                &d.join("scenario.toml"),
+                "anchor = \"2026-01-31\"",
+                "anchor = \"2026-01-32\"",
+            )
+        },
+        "scenario.toml:",
+    );
+    assert_load_fails(
+        |d| {
+            edit(
+                &d.join("scenario.toml"),
+                "anchor = \"2026-01-31\"",
+                "anchor = \"2026-01-32\"",
+            )
+        },
+        ": company.anchor: \"2026-01-32\" is not a date",
+    );
+    assert_load_fails(
+        |d| {
+            edit(
+                &d.join("scenario.toml"),
+                "[[office]]",
+                "[[office]]\nfloor = 3",
+            )
+        },
+        "office.floor: unknown key",
+    );
+}
+
+#[test]
+fn bad_events_and_usage_are_refused_whole() {
+    assert_load_fails(
+        |d| {
+            let p = d.join("events.jsonl");
+            let mut text = std::fs::read_to_string(&p).unwrap();
+            text.push_str("{\"at\": \"2026-12-01T00:00:00Z\", \"type\": \"license_purchase\", \"company\": \"acme\", \"office\": \"nyc\", \"product\": \"talk_pro\", \"quantity\": -1}\n");
+            std::fs::write(p, text).unwrap();
+        },
+        ": quantity: -1 must be a whole number greater than zero",
+    );
+    assert_load_fails(
+        |d| std::fs::write(d.join("usage.csv"), "id,occurred_at\n").unwrap(),
+        "usage.csv:1: header: expected id,occurred_at,company",
+    );
+}
+
+#[test]
+fn replay_without_a_scenario_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = billrun()
+        .args(["replay"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scenario.toml:0: -: missing file"));
+}
+
+#[test]
+fn run_due_twice_writes_nothing_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    billrun()
+        .args(["--database", &url, "load"])
+        .arg(fixture("dst-gap"))
+        .assert()
+        .code(3);
+    billrun()
+        .args([
+            "--database",
+            &url,
+            "run-due",
+            "--as-of",
+            "2026-11-01T00:00:00Z",
+        ])
+        .assert()
+        .success();
+    billrun()
+        .args(["--database", &url, "dump", "--out"])
+        .arg(dir.path().join("a"))
+        .assert()
+        .success();
+    billrun()
+        .args([
+            "--database",
+            &url,
+            "run-due",
+            "--as-of",
+            "2026-11-01T00:00:00Z",
+        ])
+        .assert()
+        .success();
+    billrun()
+        .args(["--database", &url, "dump", "--out"])
+        .arg(dir.path().join("b"))
+        .assert()
+        .success();
+    for f in [
+        "invoices.csv",
+        "job_runs.csv",
+        "card_charges.csv",
+        "licenses.csv",
+    ] {
+        assert_eq!(
+            std::fs::read(dir.path().join("a").join(f)).unwrap(),
+            std::fs::read(dir.path().join("b").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert!(csv_rows(&dir.path().join("a/job_runs.csv")).len() > 10);
+}
+
+#[test]
+fn unknown_company_and_bad_instants_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let out = billrun()
+        .args(["--database", &url, "run-due", "--as-of", "yesterday"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--as-of"));
+    let out = billrun()
+        .args(["--database", &url, "run-due", "--company", "nobody"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn database_passwords_never_reach_the_output() {
+    let out = billrun()
+        .args([
+            "--database",
+            "postgres://bill:hunter2@127.0.0.1:1/nowhere",
+            "migrate",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("hunter2"), "{all}");
+    assert!(all.contains("bill:***@127.0.0.1"), "{all}");
+}

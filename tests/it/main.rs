@@ -1,0 +1,7 @@
+//! One integration-test binary: golden replays through the real binary, the store suite on
+//! both backends, and the command line.
+
+mod cli;
+mod golden;
+mod store;
+mod support;

@@ -1,0 +1,197 @@
+//! Test databases on both backends, and reading the files a replay writes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use billrun::store::{AnyStore, PgStore, SqliteStore};
+use sqlx::Connection;
+
+/// A fresh, empty database for one test; dropped (Postgres) or deleted (SQLite) afterwards.
+pub struct TestDb {
+    pub url: String,
+    pub backend: &'static str,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The PostgreSQL server the suite may use: `BILLRUN_TEST_POSTGRES`. Unset, the Postgres half
+/// of every test is skipped with a loud note; set but unreachable, the tests fail.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("BILLRUN_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "CI must set BILLRUN_TEST_POSTGRES: the PostgreSQL half of the suite may not be skipped"
+                );
+            }
+            eprintln!(
+                "NOTE: BILLRUN_TEST_POSTGRES is unset: skipping the PostgreSQL backend in this test"
+            );
+            None
+        }
+    }
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{db}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        TestDb {
+            url,
+            backend: "sqlite",
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    pub async fn postgres(admin_url: &str) -> TestDb {
+        let name = format!(
+            "billrun_t_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            chrono::Utc::now().timestamp_micros() % 1_000_000
+        );
+        let mut conn = sqlx::PgConnection::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("BILLRUN_TEST_POSTGRES is set but PostgreSQL is unreachable: {e}")
+            });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        TestDb {
+            url: with_database(admin_url, &name),
+            backend: "postgres",
+            _dir: None,
+            pg: Some((admin_url.to_string(), name)),
+        }
+    }
+
+    /// One database per available backend: SQLite always, Postgres when configured.
+    pub async fn all() -> Vec<TestDb> {
+        let mut dbs = vec![TestDb::sqlite().await];
+        if let Some(url) = postgres_url() {
+            dbs.push(TestDb::postgres(&url).await);
+        }
+        dbs
+    }
+
+    pub async fn store(&self) -> AnyStore {
+        match self.backend {
+            "sqlite" => AnyStore::Sqlite(SqliteStore::connect(&self.url).await.unwrap()),
+            _ => AnyStore::Postgres(PgStore::connect(&self.url).await.unwrap()),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg.take() {
+            // Dropping needs async I/O; do it on a thread with its own small runtime so it works
+            // from inside a test's runtime too.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("fixtures").join(name)
+}
+
+/// A CSV file's rows (header included), BOM stripped; the `description` column of
+/// `invoices.csv` is free text and left out.
+pub fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes());
+    let mut rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    if let Some(i) = rows
+        .first()
+        .and_then(|h| h.iter().position(|c| c == "description"))
+    {
+        for r in &mut rows {
+            r.remove(i);
+        }
+    }
+    rows
+}
+
+/// Compares two CSV files row by row; returns a readable difference or None.
+pub fn csv_diff(expected: &Path, actual: &Path) -> Option<String> {
+    let (e, a) = (csv_rows(expected), csv_rows(actual));
+    if e == a {
+        return None;
+    }
+    let mut msg = format!(
+        "{} differs from {}:\n",
+        actual.display(),
+        expected.display()
+    );
+    for (i, (x, y)) in e.iter().zip(a.iter()).enumerate() {
+        if x != y {
+            msg.push_str(&format!(
+                "  row {i}: expected {}\n          actual   {}\n",
+                x.join(","),
+                y.join(",")
+            ));
+        }
+    }
+    if e.len() != a.len() {
+        msg.push_str(&format!("  expected {} rows, got {}\n", e.len(), a.len()));
+    }
+    Some(msg)
+}
+
+/// The `billrun` binary, with a clean environment.
+pub fn billrun() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("billrun").unwrap();
+    cmd.env_remove("BILLRUN_DATABASE_URL")
+        .env("BILLRUN_LOG", "warn");
+    cmd
+}

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use billrun::fixture::{Fixture, LoadError};
-use billrun::jobs::{self, DueFilter, ingest::ingest_events, replay::replay};
+use billrun::jobs::{
+    self, DueFilter, ingest::ingest_events, replay::replay, usage_intake::ingest_usage,
+};
 use billrun::store::{AnyStore, SqliteStore, Store, redact_url};
 use billrun::{export, with_store};
 
@@ -222,13 +224,16 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     boundaries = report.boundaries,
                     accepted = report.events.accepted,
                     rejected = report.events.rejected,
+                    usage_accepted = report.usage.accepted,
+                    usage_rejected = report.usage.rejected,
                     out = %out.display(),
                     "replay finished"
                 );
                 for (company, error) in &report.failed {
                     tracing::error!(company = %company, "{error}");
                 }
-                Ok(if report.events.rejected > 0 || !report.failed.is_empty() { EXIT_PARTIAL } else { EXIT_OK })
+                let rejected = report.events.rejected + report.usage.rejected;
+                Ok(if rejected > 0 || !report.failed.is_empty() { EXIT_PARTIAL } else { EXIT_OK })
             })
         }
         Command::Dump { out, company } => {
@@ -254,14 +259,17 @@ async fn load<S: Store>(store: &S, dir: &std::path::Path) -> Result<u8, Failure>
     if dir.join("scenario.toml").exists() {
         store.save_world(&fx.world).await?;
     }
-    let report = ingest_events(store, &fx.world, &fx.events).await?;
+    let events = ingest_events(store, &fx.world, &fx.events).await?;
+    let usage = ingest_usage(store, &fx.world, &fx.usage).await?;
     tracing::info!(
-        accepted = report.accepted,
-        rejected = report.rejected,
-        duplicates = report.duplicates,
-        "events loaded"
+        events_accepted = events.accepted,
+        events_rejected = events.rejected,
+        usage_accepted = usage.accepted,
+        usage_rejected = usage.rejected,
+        duplicates = events.duplicates + usage.duplicates,
+        "loaded"
     );
-    Ok(if report.rejected > 0 {
+    Ok(if events.rejected + usage.rejected > 0 {
         EXIT_PARTIAL
     } else {
         EXIT_OK

@@ -8,7 +8,8 @@ use rust_decimal::Decimal;
 
 use super::grid::Grid;
 use super::licenses::{Pool, PoolKey, Purchase, proration};
-use super::model::{Billing, Company, Product};
+use super::model::{Billing, Bundle, BundleKind, Company, Product};
+use super::wallets::{EntryKind, LedgerEntry, UNIVERSAL, Wallets, scope_order};
 
 /// What kind of document a company gets at a boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,6 +283,123 @@ pub fn license_lines(
         });
     }
     lines
+}
+
+/// The `bundle_fee` lines of boundary `k`: one per bundle whose cadence period starts there,
+/// in scenario order.
+pub fn bundle_lines(company: &Company, bundles: &[Bundle], k: u32) -> Vec<Line> {
+    let grid = company.grid();
+    bundles
+        .iter()
+        .filter(|b| b.company == company.id)
+        .filter_map(|b| {
+            let start = grid.boundary_index_on(b.start)?;
+            b.cadence.starts_at(start, k).then(|| Line {
+                kind: LineKind::BundleFee,
+                office: scope_office(&b.scope),
+                product: b.id.clone(),
+                description: format!(
+                    "Bundle {}: {} {} credits, {} to {}",
+                    b.id,
+                    b.credits.normalize(),
+                    match b.kind {
+                        BundleKind::Telephony => "telephony",
+                        BundleKind::Ai => "AI",
+                    },
+                    grid.boundary_date(k),
+                    grid.boundary_date(k + b.cadence.periods())
+                ),
+                quantity: Some(1),
+                unit_price: Some(b.fee),
+                amount: company.currency.round_line(b.fee),
+                source: String::new(),
+            })
+        })
+        .collect()
+}
+
+/// The `credit_purchase` and `auto_recharge` lines of an invoiced company: one per purchase
+/// or recharge entry made during the closed period, in the order made.
+pub fn credit_lines(company: &Company, entries: &[LedgerEntry]) -> Vec<Line> {
+    if company.billing != Billing::Invoiced {
+        return Vec::new();
+    }
+    entries
+        .iter()
+        .filter_map(|e| {
+            let (kind, what) = match e.kind {
+                EntryKind::Purchase => (LineKind::CreditPurchase, "Credit purchase"),
+                EntryKind::Recharge => (LineKind::AutoRecharge, "Auto-recharge"),
+                _ => return None,
+            };
+            Some(Line {
+                kind,
+                office: scope_office(&e.scope),
+                product: String::new(),
+                description: format!("{what} ({}) on {}", e.reference, e.at.format("%Y-%m-%d")),
+                quantity: Some(1),
+                unit_price: Some(e.amount),
+                amount: company.currency.round_line(e.amount),
+                source: e.reference.clone(),
+            })
+        })
+        .collect()
+}
+
+/// For an invoiced company, the `usage_arrears` line and `settle` entry of each scope whose
+/// `universal` is negative (scopes in file order), unless the rounded amount is zero (§12.10).
+pub fn arrears(
+    company: &Company,
+    wallets: &Wallets,
+    at: DateTime<Utc>,
+    invoice: &str,
+) -> (Vec<Line>, Vec<LedgerEntry>) {
+    let mut lines = Vec::new();
+    let mut settles = Vec::new();
+    if company.billing != Billing::Invoiced {
+        return (lines, settles);
+    }
+    let mut negative: Vec<(&str, Decimal)> = wallets
+        .balances()
+        .filter(|(_, w, b)| *w == UNIVERSAL && *b < Decimal::ZERO)
+        .map(|(s, _, b)| (s, -b))
+        .collect();
+    negative.sort_by_key(|(s, _)| scope_order(s));
+    for (scope, owed) in negative {
+        let rounded = company.currency.round_line(owed);
+        if rounded.is_zero() {
+            continue;
+        }
+        lines.push(Line {
+            kind: LineKind::UsageArrears,
+            office: scope_office(scope),
+            product: String::new(),
+            description: format!("Usage beyond credits ({scope})"),
+            quantity: Some(1),
+            unit_price: Some(rounded),
+            amount: rounded,
+            source: String::new(),
+        });
+        settles.push(LedgerEntry {
+            at,
+            scope: scope.to_string(),
+            wallet: UNIVERSAL.to_string(),
+            kind: EntryKind::Settle,
+            amount: owed,
+            reference: invoice.to_string(),
+            expires_at: None,
+        });
+    }
+    (lines, settles)
+}
+
+/// The `office` column of a line for a wallet scope: empty for the company scope.
+fn scope_office(scope: &str) -> String {
+    if scope == "company" {
+        String::new()
+    } else {
+        scope.to_string()
+    }
 }
 
 /// Wraps the lines of boundary `k` in the company's document, or `None` when there are none.

@@ -6,7 +6,7 @@ use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::domain::model::World;
-use crate::domain::money::Currency;
+use crate::domain::money::{Currency, format_micro};
 use crate::jobs::book_as_of;
 use crate::store::Store;
 
@@ -124,11 +124,57 @@ pub async fn dump<S: Store>(store: &S, out: &Path, company: Option<&str>) -> any
     }
     write_csv(&out.join("invoices.csv"), INVOICES, rows)?;
 
-    write_csv(&out.join("ledger.csv"), LEDGER, Vec::<Vec<String>>::new())?;
+    // Balances are the running sums of the entries, never stored.
+    let mut balances: std::collections::BTreeMap<(String, String, String), rust_decimal::Decimal> =
+        Default::default();
+    let mut rows = Vec::new();
+    for (i, r) in store.ledger(None).await?.into_iter().enumerate() {
+        let e = &r.entry;
+        let balance = balances
+            .entry((r.company.clone(), e.scope.clone(), e.wallet.clone()))
+            .or_default();
+        *balance += e.amount;
+        if !wanted(&r.company) {
+            continue;
+        }
+        rows.push(vec![
+            (i + 1).to_string(),
+            rfc3339(e.at),
+            r.company.clone(),
+            e.scope.clone(),
+            e.wallet.clone(),
+            e.kind.as_str().to_string(),
+            format_micro(e.amount),
+            format_micro(*balance),
+            e.reference.clone(),
+        ]);
+    }
+    write_csv(&out.join("ledger.csv"), LEDGER, rows)?;
+
+    let records = store.usage_records(company).await?;
     write_csv(
         &out.join("usage_records.csv"),
         USAGE_RECORDS,
-        Vec::<Vec<String>>::new(),
+        records.into_iter().map(|(u, r)| {
+            vec![
+                u.id,
+                rfc3339(u.occurred_at),
+                u.company,
+                u.office,
+                u.party,
+                u.service,
+                u.usage_type,
+                u.direction,
+                u.remote_number,
+                u.billable_quantity.to_string(),
+                u.unit,
+                u.rate,
+                u.increment,
+                format_micro(u.cost),
+                r.wallet_sources,
+                r.late.to_string(),
+            ]
+        }),
     )?;
 
     write_csv(

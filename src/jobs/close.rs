@@ -6,14 +6,20 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::invoice::{document, license_lines};
-use crate::domain::model::{Billing, Company, Event, World};
+use rust_decimal::Decimal;
+
+use crate::domain::invoice::{
+    arrears, bundle_lines, credit_lines, document, invoice_number, license_lines,
+};
+use crate::domain::model::{Billing, BundleKind, Company, CreditSharing, Event, World};
+use crate::domain::usage::{Rating, Usage};
+use crate::domain::wallets::{EntryKind, GrantRank, LedgerEntry, Wallets};
 use crate::store::{CardCharge, StepEffects, StepRun, Store};
 
-use super::history::{book_as_of, price_list};
+use super::history::{account, book_as_of, price_list};
 
 /// The steps of a close, in the order they run.
-pub const STEPS: [&str; 4] = ["expire", "apply-removals", "invoice", "grant"];
+pub const STEPS: [&str; 5] = ["rate", "expire", "apply-removals", "invoice", "grant"];
 
 /// The instant "now" for audit columns: the wall clock in production, the simulated clock in
 /// a replay. Nothing else in the jobs reads time.
@@ -28,8 +34,188 @@ pub struct CloseReport {
     pub skipped: usize,
 }
 
+/// Where a grant sorts in an expiry step: allowances before bundles, each in scenario order.
+fn grant_rank(world: &World, company: &str, reference: &str) -> GrantRank {
+    let name = reference.split('@').next().unwrap_or(reference);
+    if let Some(service) = name.strip_prefix("allowance:") {
+        let i = world
+            .allowances
+            .iter()
+            .filter(|a| a.company == company)
+            .position(|a| a.service == service);
+        (0, i.unwrap_or(usize::MAX))
+    } else {
+        let i = world
+            .bundles
+            .iter()
+            .filter(|b| b.company == company)
+            .position(|b| b.id == name);
+        (1, i.unwrap_or(usize::MAX))
+    }
+}
+
+/// The company's wallets from its ledger entries made for instants before `before`.
+async fn wallets_before<S: Store>(
+    store: &S,
+    world: &World,
+    company: &Company,
+    before: DateTime<Utc>,
+) -> anyhow::Result<(Wallets, Vec<LedgerEntry>)> {
+    let entries: Vec<LedgerEntry> = store
+        .ledger(Some(&company.id))
+        .await?
+        .into_iter()
+        .map(|r| r.entry)
+        .collect();
+    let wallets = Wallets::fold(entries.iter().filter(|e| e.at < before), &|r| {
+        grant_rank(world, &company.id, r)
+    });
+    Ok((wallets, entries))
+}
+
+/// The wallet scope that pays for a usage row.
+fn usage_scope(company: &Company, usage: &Usage) -> String {
+    match company.credit_sharing {
+        CreditSharing::Company => "company".to_string(),
+        CreditSharing::Office if usage.service == "ai_agent" => company.primary_office.clone(),
+        CreditSharing::Office => usage.office.clone(),
+    }
+}
+
+/// The scopes holding wallets, in file order.
+fn scopes(world: &World, company: &Company) -> Vec<String> {
+    match company.credit_sharing {
+        CreditSharing::Company => vec!["company".to_string()],
+        CreditSharing::Office => {
+            let mut offices: Vec<String> = world
+                .offices_of(&company.id)
+                .map(|o| o.id.clone())
+                .collect();
+            offices.sort();
+            offices
+        }
+    }
+}
+
+/// `rate`: debits every unrated usage row that occurred and arrived before the boundary, in
+/// (occurred_at, id) order, with the recharges its debits trigger.
+async fn rate<S: Store>(
+    store: &S,
+    world: &World,
+    company: &Company,
+    events: &[Event],
+    k: u32,
+) -> anyhow::Result<StepEffects> {
+    let grid = company.grid();
+    let at = grid.boundary_at(k);
+    let usage = store.unrated_usage(&company.id, at).await?;
+    let mut effects = StepEffects::default();
+    if usage.is_empty() {
+        return Ok(effects);
+    }
+    let (mut wallets, _) = wallets_before(store, world, company, at).await?;
+    let account = account(world, company, events);
+    for u in &usage {
+        let late = grid.first_boundary_after(u.occurred_at) < k;
+        let debit_at = if late { u.received_at } else { u.occurred_at };
+        let entries = if u.cost > Decimal::ZERO {
+            wallets.charge(
+                &usage_scope(company, u),
+                &u.service,
+                u.cost,
+                debit_at,
+                &u.id,
+                account.auto_recharge(debit_at),
+            )
+        } else {
+            Vec::new()
+        };
+        let sources: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Debit)
+            .map(|e| e.wallet.as_str())
+            .collect();
+        effects.ratings.push(Rating {
+            id: u.id.clone(),
+            boundary_index: k,
+            wallet_sources: sources.join("+"),
+            late,
+        });
+        if company.billing == Billing::Card {
+            for e in entries.iter().filter(|e| e.kind == EntryKind::Recharge) {
+                effects.card_charges.push(CardCharge {
+                    at: e.at,
+                    company: company.id.clone(),
+                    kind: "auto_recharge".to_string(),
+                    amount: e.amount,
+                    currency: company.currency.code().to_string(),
+                    reference: e.reference.clone(),
+                });
+            }
+        }
+        effects.ledger.extend(entries);
+    }
+    effects.items = effects.ratings.len() as i64;
+    Ok(effects)
+}
+
+/// `grant`: allowances (every period) and bundles (each cadence period) starting at `k`, by
+/// scope, allowances before bundles, each in scenario order.
+fn grant(world: &World, company: &Company, k: u32) -> Vec<LedgerEntry> {
+    let grid = company.grid();
+    let (at, date) = (grid.boundary_at(k), grid.boundary_date(k));
+    let mut entries = Vec::new();
+    for scope in scopes(world, company) {
+        for a in world.allowances.iter().filter(|a| a.company == company.id) {
+            let primary_only = company.credit_sharing == CreditSharing::Office
+                && a.service == "ai_agent"
+                && scope != company.primary_office;
+            if primary_only {
+                continue;
+            }
+            let wallet = format!("allowance:{}", a.service);
+            entries.push(LedgerEntry {
+                at,
+                scope: scope.clone(),
+                reference: format!("{wallet}@{date}"),
+                wallet,
+                kind: EntryKind::Grant,
+                amount: a.amount,
+                expires_at: Some(grid.boundary_at(k + 1)),
+            });
+        }
+        for b in world
+            .bundles
+            .iter()
+            .filter(|b| b.company == company.id && b.scope == scope)
+        {
+            let Some(start) = grid.boundary_index_on(b.start) else {
+                continue;
+            };
+            if !b.cadence.starts_at(start, k) {
+                continue;
+            }
+            entries.push(LedgerEntry {
+                at,
+                scope: scope.clone(),
+                wallet: match b.kind {
+                    BundleKind::Telephony => "telephony",
+                    BundleKind::Ai => "ai",
+                }
+                .to_string(),
+                kind: EntryKind::Grant,
+                amount: b.credits,
+                reference: format!("{}@{date}", b.id),
+                expires_at: Some(grid.boundary_at(k + b.cadence.periods())),
+            });
+        }
+    }
+    entries
+}
+
 /// Computes the effects of one step of boundary `k`.
-fn step_effects(
+async fn step_effects<S: Store>(
+    store: &S,
     world: &World,
     company: &Company,
     events: &[Event],
@@ -40,6 +226,12 @@ fn step_effects(
     let at = grid.boundary_at(k);
     let mut effects = StepEffects::default();
     match job {
+        "rate" => return rate(store, world, company, events, k).await,
+        "expire" => {
+            let (mut wallets, _) = wallets_before(store, world, company, at).await?;
+            effects.ledger = wallets.expire(at);
+            effects.items = effects.ledger.len() as i64;
+        }
         "apply-removals" => {
             let book = book_as_of(world, company, events, at, at)?;
             effects.removals = book
@@ -48,11 +240,12 @@ fn step_effects(
                 .filter(|r| r.boundary == k)
                 .cloned()
                 .collect();
+            effects.items = effects.removals.len() as i64;
         }
         "invoice" => {
             let book = book_as_of(world, company, events, at, at)?;
             let prices = price_list(world, events);
-            let lines = license_lines(
+            let mut lines = license_lines(
                 company,
                 &world.products,
                 &prices,
@@ -61,6 +254,20 @@ fn step_effects(
                 book.purchases(),
                 at,
             );
+            lines.extend(bundle_lines(company, &world.bundles, k));
+            let (wallets, entries) = wallets_before(store, world, company, at).await?;
+            if k > 0 {
+                let from = grid.boundary_at(k - 1);
+                let made: Vec<LedgerEntry> = entries
+                    .into_iter()
+                    .filter(|e| from <= e.at && e.at < at)
+                    .collect();
+                lines.extend(credit_lines(company, &made));
+            }
+            let number = invoice_number(&company.id, grid.boundary_date(k));
+            let (arrears_lines, settles) = arrears(company, &wallets, at, &number);
+            lines.extend(arrears_lines);
+            effects.ledger = settles;
             if let Some(doc) = document(company, &grid, k, lines) {
                 let total = doc.total();
                 if company.billing == Billing::Card && !total.is_zero() {
@@ -73,12 +280,14 @@ fn step_effects(
                         reference: doc.number.clone(),
                     });
                 }
+                effects.items = doc.lines.len() as i64;
                 effects.document = Some(doc);
             }
         }
-        // Wallets arrive with the credit half of billing; until then these steps find nothing
-        // to expire or grant and say so with zero items.
-        "expire" | "grant" => {}
+        "grant" => {
+            effects.ledger = grant(world, company, k);
+            effects.items = effects.ledger.len() as i64;
+        }
         other => anyhow::bail!("unknown step {other}"),
     }
     Ok(effects)
@@ -103,7 +312,7 @@ pub async fn close_boundary<S: Store>(
             continue;
         }
         let started_at = clock();
-        let effects = step_effects(world, company, events, k, job)?;
+        let effects = step_effects(store, world, company, events, k, job).await?;
         let run = StepRun {
             job,
             company: company.id.clone(),

@@ -1,7 +1,10 @@
 //! A company's recorded history folded into domain state, as of an instant.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
+use crate::domain::account::Account;
 use crate::domain::invoice::{PriceCorrection, PriceList};
 use crate::domain::licenses::LicenseBook;
 use crate::domain::model::{Company, Event, EventKind, World};
@@ -59,4 +62,74 @@ pub fn price_list(world: &World, events: &[Event]) -> PriceList {
         })
         .collect();
     PriceList::new(&world.products, corrections)
+}
+
+/// The company's payment settings after its accepted `events`.
+pub fn account(world: &World, company: &Company, events: &[Event]) -> Account {
+    let offices = world
+        .offices_of(&company.id)
+        .map(|o| o.id.clone())
+        .collect();
+    let mut account = Account::new(company, offices);
+    for e in events {
+        account.apply(e);
+    }
+    account
+}
+
+/// Which license product each user held when: the scenario's assignments, then every change
+/// made by the accepted `events`, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Holdings {
+    changes: BTreeMap<String, Vec<Holding>>,
+}
+
+/// From an instant on, a user holds this product (or none).
+type Holding = (DateTime<Utc>, Option<String>);
+
+impl Holdings {
+    /// Folds a company's accepted events.
+    pub fn new(world: &World, company: &Company, events: &[Event]) -> anyhow::Result<Self> {
+        let mut holdings = Holdings::default();
+        for p in world.parties_of(&company.id) {
+            holdings
+                .changes
+                .entry(p.id.clone())
+                .or_default()
+                .push((DateTime::<Utc>::MIN_UTC, p.product.clone()));
+        }
+        let mut book = opening_book(world, company);
+        for e in events {
+            book.apply(e.at, &e.reference(), &e.kind).map_err(|r| {
+                anyhow::anyhow!("recorded event {} no longer applies: {r}", e.reference())
+            })?;
+            let users: Vec<&String> = match &e.kind {
+                EventKind::LicenseAssign { user, .. } | EventKind::LicenseUnassign { user } => {
+                    vec![user]
+                }
+                EventKind::LicenseTransfer { from_user, to_user } => vec![from_user, to_user],
+                _ => continue,
+            };
+            for user in users {
+                let product = book.product_of(user).map(str::to_string);
+                holdings
+                    .changes
+                    .entry(user.clone())
+                    .or_default()
+                    .push((e.at, product));
+            }
+        }
+        Ok(holdings)
+    }
+
+    /// The product `party` held at `at` (events at that very instant count); `None` for
+    /// groups and users without a license.
+    pub fn product_at(&self, party: &str, at: DateTime<Utc>) -> Option<&str> {
+        self.changes
+            .get(party)?
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= at)
+            .and_then(|(_, p)| p.as_deref())
+    }
 }

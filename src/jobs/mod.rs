@@ -6,6 +6,7 @@ pub mod close;
 mod history;
 pub mod ingest;
 pub mod replay;
+pub mod usage_intake;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -11,6 +11,7 @@ use crate::fixture::Fixture;
 use crate::store::Store;
 
 use super::ingest::{IngestReport, ingest_events};
+use super::usage_intake::{arrival, ingest_usage};
 use super::{DueFilter, run_due};
 
 /// What a replay did.
@@ -22,6 +23,8 @@ pub struct ReplayReport {
     pub boundaries: usize,
     /// Events taken in.
     pub events: IngestReport,
+    /// Usage rows taken in.
+    pub usage: IngestReport,
     /// Companies whose close failed.
     pub failed: Vec<(String, String)>,
 }
@@ -30,6 +33,7 @@ pub struct ReplayReport {
 struct Instant {
     boundaries: bool,
     events: Vec<usize>,
+    usage: Vec<usize>,
 }
 
 /// Per company, the last boundary a replay closes: with `until`, every boundary at or before
@@ -38,7 +42,17 @@ pub fn last_boundaries(
     fixture: &Fixture,
     until: Option<DateTime<Utc>>,
 ) -> BTreeMap<String, Option<u32>> {
-    let latest = fixture.events.iter().map(|e| e.at).max();
+    let usage_instants = fixture.usage.iter().flat_map(|r| {
+        [r.get("occurred_at"), r.get("received_at")]
+            .into_iter()
+            .filter_map(|s| crate::fixture::values::instant(s).ok())
+    });
+    let latest = fixture
+        .events
+        .iter()
+        .map(|e| e.at)
+        .chain(usage_instants)
+        .max();
     fixture
         .world
         .companies
@@ -82,6 +96,18 @@ pub async fn replay<S: Store>(
             instants.entry(e.at).or_default().events.push(i);
         }
     }
+    // A row whose arrival can't be read is taken in (and rejected) at the first instant.
+    let first = instants
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    for (i, row) in fixture.usage.iter().enumerate() {
+        let at = arrival(row).unwrap_or(first);
+        if until.is_none_or(|u| at <= u) {
+            instants.entry(at).or_default().usage.push(i);
+        }
+    }
 
     let filter = DueFilter {
         company: None,
@@ -106,9 +132,16 @@ pub async fn replay<S: Store>(
                 .map(|&i| fixture.events[i].clone())
                 .collect();
             let r = ingest_events(store, &fixture.world, &batch).await?;
-            report.events.accepted += r.accepted;
-            report.events.rejected += r.rejected;
-            report.events.duplicates += r.duplicates;
+            report.events.add(&r);
+        }
+        if !work.usage.is_empty() {
+            let rows: Vec<_> = work
+                .usage
+                .iter()
+                .map(|&i| fixture.usage[i].clone())
+                .collect();
+            let r = ingest_usage(store, &fixture.world, &rows).await?;
+            report.usage.add(&r);
         }
         report.until = Some(t);
     }

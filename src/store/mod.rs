@@ -15,6 +15,8 @@ use rust_decimal::Decimal;
 use crate::domain::invoice::Document;
 use crate::domain::licenses::AppliedRemoval;
 use crate::domain::model::{Event, World};
+use crate::domain::usage::{Rating, Usage};
+use crate::domain::wallets::LedgerEntry;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -99,19 +101,49 @@ pub struct StepRun {
 /// What a step writes, committed together with its completion.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StepEffects {
+    /// What the step wrote, as counted in `job_runs.items`.
+    pub items: i64,
     /// Removals applied to pools.
     pub removals: Vec<AppliedRemoval>,
     /// The document issued.
     pub document: Option<Document>,
     /// Card charges made.
     pub card_charges: Vec<CardCharge>,
+    /// Ledger entries, in the order made.
+    pub ledger: Vec<LedgerEntry>,
+    /// Usage rows rated.
+    pub ratings: Vec<Rating>,
 }
 
-impl StepEffects {
-    /// What the step wrote, as counted in `job_runs.items`.
-    pub fn items(&self) -> i64 {
-        (self.removals.len() + self.document.as_ref().map_or(0, |d| d.lines.len())) as i64
-    }
+/// Events taken in together, with what the accepted ones wrote.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventBatch {
+    /// The events and their verdicts, in arrival order.
+    pub events: Vec<RecordedEvent>,
+    /// Ledger entries of accepted purchases: (company, entry).
+    pub ledger: Vec<(String, LedgerEntry)>,
+    /// Card charges of accepted purchases.
+    pub card_charges: Vec<CardCharge>,
+}
+
+/// Usage rows taken in together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageBatch {
+    /// Accepted rows.
+    pub accepted: Vec<Usage>,
+    /// Refused rows: (company if known, rejection).
+    pub rejections: Vec<(Option<String>, Rejection)>,
+}
+
+/// A ledger entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    /// The order it was made in, across all companies.
+    pub seq: i64,
+    /// The company.
+    pub company: String,
+    /// The entry.
+    pub entry: LedgerEntry,
 }
 
 /// Storage for billrun. Every write that belongs together is one transaction.
@@ -127,9 +159,29 @@ pub trait Store {
     /// Reads all master data.
     async fn world(&self) -> anyhow::Result<World>;
 
-    /// Records events with their verdicts, and a rejection for each refused one, in one
-    /// transaction.
-    async fn record_events(&self, events: &[RecordedEvent]) -> anyhow::Result<()>;
+    /// Records events with their verdicts, a rejection for each refused one, and what the
+    /// accepted ones wrote, in one transaction.
+    async fn record_events(&self, batch: &EventBatch) -> anyhow::Result<()>;
+
+    /// Records accepted usage rows and rejections, in one transaction.
+    async fn record_usage(&self, batch: &UsageBatch) -> anyhow::Result<()>;
+
+    /// The content of accepted usage rows with these ids: (id, content).
+    async fn usage_contents(&self, ids: &[String]) -> anyhow::Result<Vec<(String, String)>>;
+
+    /// A company's accepted usage not yet rated that occurred and was received before
+    /// `before`, in (occurred_at, id) order.
+    async fn unrated_usage(
+        &self,
+        company: &str,
+        before: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<Usage>>;
+
+    /// Rated usage with its rating (of one company, or all), in (occurred_at, id) order.
+    async fn usage_records(&self, company: Option<&str>) -> anyhow::Result<Vec<(Usage, Rating)>>;
+
+    /// Ledger entries (of one company, or all), in the order made.
+    async fn ledger(&self, company: Option<&str>) -> anyhow::Result<Vec<LedgerRow>>;
 
     /// The accepted events (of one company, or all), in arrival order.
     async fn accepted_events(&self, company: Option<&str>) -> anyhow::Result<Vec<Event>>;

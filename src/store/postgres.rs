@@ -44,4 +44,4 @@ impl PgStore {
     }
 }
 
-sql_store!(PgStore);
+sql_store!(PgStore, sqlx::Postgres);

@@ -4,7 +4,84 @@
 //! statement that begins a write transaction.
 
 macro_rules! sql_store {
-    ($store:ty) => {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Appends ledger entries in multi-row inserts.
+            async fn insert_ledger(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                entries: &[(&str, &$crate::domain::wallets::LedgerEntry)],
+            ) -> anyhow::Result<()> {
+                use $crate::store::codec;
+                for chunk in entries.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO ledger_entries (company_id, at, scope, wallet, entry, amount, reference, expires_at) ",
+                    );
+                    let mut bad = None;
+                    qb.push_values(chunk, |mut b, (company, e)| {
+                        let amount = codec::money(e.amount).unwrap_or_else(|err| {
+                            bad = Some(err);
+                            0
+                        });
+                        b.push_bind(company.to_string())
+                            .push_bind(codec::instant(e.at))
+                            .push_bind(e.scope.clone())
+                            .push_bind(e.wallet.clone())
+                            .push_bind(e.kind.as_str())
+                            .push_bind(amount)
+                            .push_bind(e.reference.clone())
+                            .push_bind(e.expires_at.map(codec::instant));
+                    });
+                    if let Some(err) = bad {
+                        return Err(err);
+                    }
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Appends card charges.
+            async fn insert_card_charges(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                charges: &[$crate::store::CardCharge],
+            ) -> anyhow::Result<()> {
+                use $crate::store::codec;
+                for c in charges {
+                    sqlx::query("INSERT INTO card_charges (company_id, at, kind, amount, currency, reference) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(&c.company).bind(codec::instant(c.at)).bind(&c.kind).bind(codec::money(c.amount)?)
+                        .bind(&c.currency).bind(&c.reference)
+                        .execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            fn usage_from_row(r: &<$db as sqlx::Database>::Row) -> anyhow::Result<$crate::domain::usage::Usage> {
+                use sqlx::Row as _;
+                use $crate::store::codec;
+                Ok($crate::domain::usage::Usage {
+                    company: r.try_get("company_id")?,
+                    id: r.try_get("id")?,
+                    source: r.try_get("source")?,
+                    line: r.try_get("line")?,
+                    occurred_at: codec::at(r.try_get("occurred_at")?)?,
+                    received_at: codec::at(r.try_get("received_at")?)?,
+                    office: r.try_get("office")?,
+                    party: r.try_get("party")?,
+                    service: r.try_get("service")?,
+                    usage_type: r.try_get("usage_type")?,
+                    direction: r.try_get("direction")?,
+                    remote_number: r.try_get("remote_number")?,
+                    number_used: r.try_get("number_used")?,
+                    duration_s: r.try_get("duration_s")?,
+                    billable_quantity: r.try_get("billable_quantity")?,
+                    unit: r.try_get("unit")?,
+                    rate: r.try_get("rate")?,
+                    increment: r.try_get("increment")?,
+                    cost: codec::amount(r.try_get("cost")?),
+                    content: r.try_get("content")?,
+                })
+            }
+        }
+
         impl $crate::store::Store for $store {
             async fn migrate(&self) -> anyhow::Result<()> {
                 self.run_migrations().await
@@ -121,7 +198,7 @@ macro_rules! sql_store {
                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                         )
                         .bind(ord as i64).bind(&r.service).bind(&r.usage_type).bind(&r.direction)
-                        .bind(&r.prefix).bind(&r.product).bind(codec::money(r.price)?)
+                        .bind(&r.prefix).bind(&r.product).bind(r.price.to_string())
                         .bind(r.increment.map(|(a, b)| format!("{a}/{b}")))
                         .execute(&mut *tx).await?;
                     }
@@ -218,22 +295,25 @@ macro_rules! sql_store {
                         direction: r.try_get("direction")?,
                         prefix: r.try_get("prefix")?,
                         product: r.try_get("product")?,
-                        price: codec::amount(r.try_get("price")?),
+                        price: {
+                            let p: String = r.try_get("price")?;
+                            p.parse().with_context(|| format!("stored price {p:?}"))?
+                        },
                         increment: increment.map(|s| $crate::fixture::values::increment(&s)).transpose().map_err(anyhow::Error::msg)?,
                     });
                 }
                 Ok(world)
             }
 
-            async fn record_events(&self, events: &[$crate::store::RecordedEvent]) -> anyhow::Result<()> {
+            async fn record_events(&self, batch: &$crate::store::EventBatch) -> anyhow::Result<()> {
                 use $crate::store::codec;
-                if events.is_empty() {
+                if batch.events.is_empty() {
                     return Ok(());
                 }
                 let mut tx = self.begin_write().await?;
                 let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM events")
                     .fetch_one(&mut *tx).await?;
-                for (i, r) in events.iter().enumerate() {
+                for (i, r) in batch.events.iter().enumerate() {
                     let e = &r.event;
                     sqlx::query(
                         "INSERT INTO events (company_id, seq, at, source, line, event_id, kind, payload, accepted) \
@@ -249,8 +329,137 @@ macro_rules! sql_store {
                             .execute(&mut *tx).await?;
                     }
                 }
+                let entries: Vec<(&str, &$crate::domain::wallets::LedgerEntry)> =
+                    batch.ledger.iter().map(|(c, e)| (c.as_str(), e)).collect();
+                Self::insert_ledger(&mut tx, &entries).await?;
+                Self::insert_card_charges(&mut tx, &batch.card_charges).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn record_usage(&self, batch: &$crate::store::UsageBatch) -> anyhow::Result<()> {
+                use $crate::store::codec;
+                if batch.accepted.is_empty() && batch.rejections.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.begin_write().await?;
+                for chunk in batch.accepted.chunks(400) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO usage (company_id, id, source, line, occurred_at, received_at, office, party, service, \
+                         usage_type, direction, remote_number, number_used, duration_s, billable_quantity, unit, rate, \
+                         increment, cost, content) ",
+                    );
+                    let mut bad = None;
+                    qb.push_values(chunk, |mut b, u| {
+                        let cost = codec::money(u.cost).unwrap_or_else(|e| { bad = Some(e); 0 });
+                        b.push_bind(u.company.clone()).push_bind(u.id.clone()).push_bind(u.source.clone())
+                            .push_bind(u.line).push_bind(codec::instant(u.occurred_at)).push_bind(codec::instant(u.received_at))
+                            .push_bind(u.office.clone()).push_bind(u.party.clone()).push_bind(u.service.clone())
+                            .push_bind(u.usage_type.clone()).push_bind(u.direction.clone()).push_bind(u.remote_number.clone())
+                            .push_bind(u.number_used.clone()).push_bind(u.duration_s.clone()).push_bind(u.billable_quantity)
+                            .push_bind(u.unit.clone()).push_bind(u.rate.clone()).push_bind(u.increment.clone())
+                            .push_bind(cost).push_bind(u.content.clone());
+                    });
+                    if let Some(e) = bad {
+                        return Err(e);
+                    }
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for (company, r) in &batch.rejections {
+                    sqlx::query("INSERT INTO rejections (company_id, source, line, item_id, reason) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(company).bind(&r.source).bind(r.line).bind(&r.id).bind(&r.reason)
+                        .execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn usage_contents(&self, ids: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+                use sqlx::Row as _;
+                let mut out = Vec::new();
+                for chunk in ids.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id, content FROM usage WHERE id IN (");
+                    let mut sep = qb.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(id.clone());
+                    }
+                    qb.push(")");
+                    for r in qb.build().fetch_all(&self.pool).await? {
+                        out.push((r.try_get("id")?, r.try_get("content")?));
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn unrated_usage(&self, company: &str, before: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Vec<$crate::domain::usage::Usage>> {
+                use $crate::store::codec;
+                let before = codec::instant(before);
+                sqlx::query(
+                    "SELECT * FROM usage u WHERE u.company_id = $1 AND u.occurred_at < $2 AND u.received_at < $2 \
+                     AND NOT EXISTS (SELECT 1 FROM usage_ratings r WHERE r.company_id = u.company_id AND r.id = u.id) \
+                     ORDER BY u.occurred_at, u.id",
+                )
+                .bind(company).bind(before)
+                .fetch_all(&self.pool).await?
+                .iter()
+                .map(Self::usage_from_row)
+                .collect()
+            }
+
+            async fn usage_records(&self, company: Option<&str>) -> anyhow::Result<Vec<($crate::domain::usage::Usage, $crate::domain::usage::Rating)>> {
+                use sqlx::Row as _;
+                let sql = "SELECT u.*, r.boundary_index, r.wallet_sources, r.late FROM usage u \
+                           JOIN usage_ratings r ON r.company_id = u.company_id AND r.id = u.id";
+                let rows = match company {
+                    Some(c) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql} WHERE u.company_id = $1 ORDER BY u.occurred_at, u.id")))
+                        .bind(c).fetch_all(&self.pool).await?,
+                    None => sqlx::query(sqlx::AssertSqlSafe(format!("{sql} ORDER BY u.occurred_at, u.id")))
+                        .fetch_all(&self.pool).await?,
+                };
+                rows.iter()
+                    .map(|r| {
+                        let usage = Self::usage_from_row(r)?;
+                        let rating = $crate::domain::usage::Rating {
+                            id: usage.id.clone(),
+                            boundary_index: $crate::store::codec::index(r.try_get("boundary_index")?)?,
+                            wallet_sources: r.try_get("wallet_sources")?,
+                            late: r.try_get("late")?,
+                        };
+                        Ok((usage, rating))
+                    })
+                    .collect()
+            }
+
+            async fn ledger(&self, company: Option<&str>) -> anyhow::Result<Vec<$crate::store::LedgerRow>> {
+                use sqlx::Row as _;
+                use $crate::store::codec;
+                let sql = "SELECT seq, company_id, at, scope, wallet, entry, amount, reference, expires_at FROM ledger_entries";
+                let rows = match company {
+                    Some(c) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql} WHERE company_id = $1 ORDER BY seq")))
+                        .bind(c).fetch_all(&self.pool).await?,
+                    None => sqlx::query(sqlx::AssertSqlSafe(format!("{sql} ORDER BY seq")))
+                        .fetch_all(&self.pool).await?,
+                };
+                rows.iter()
+                    .map(|r| {
+                        let kind: String = r.try_get("entry")?;
+                        let expires: Option<i64> = r.try_get("expires_at")?;
+                        Ok($crate::store::LedgerRow {
+                            seq: r.try_get("seq")?,
+                            company: r.try_get("company_id")?,
+                            entry: $crate::domain::wallets::LedgerEntry {
+                                at: codec::at(r.try_get("at")?)?,
+                                scope: r.try_get("scope")?,
+                                wallet: r.try_get("wallet")?,
+                                kind: $crate::domain::wallets::EntryKind::parse(&kind)
+                                    .ok_or_else(|| anyhow::anyhow!("stored ledger entry kind {kind:?}"))?,
+                                amount: codec::amount(r.try_get("amount")?),
+                                reference: r.try_get("reference")?,
+                                expires_at: expires.map(codec::at).transpose()?,
+                            },
+                        })
+                    })
+                    .collect()
             }
 
             async fn accepted_events(&self, company: Option<&str>) -> anyhow::Result<Vec<$crate::domain::model::Event>> {
@@ -301,7 +510,7 @@ macro_rules! sql_store {
                      ON CONFLICT (company_id, boundary_index, job) DO NOTHING RETURNING seq",
                 )
                 .bind(&run.company).bind(i64::from(run.boundary_index)).bind(codec::instant(run.boundary_at))
-                .bind(codec::date(run.boundary)).bind(run.job).bind(effects.items())
+                .bind(codec::date(run.boundary)).bind(run.job).bind(effects.items)
                 .bind(codec::instant(run.started_at)).bind(codec::instant(run.finished_at))
                 .fetch_optional(&mut *tx).await?;
                 if claimed.is_none() {
@@ -333,12 +542,20 @@ macro_rules! sql_store {
                         .execute(&mut *tx).await?;
                     }
                 }
-                for c in &effects.card_charges {
-                    sqlx::query("INSERT INTO card_charges (company_id, at, kind, amount, currency, reference) VALUES ($1, $2, $3, $4, $5, $6)")
-                        .bind(&c.company).bind(codec::instant(c.at)).bind(&c.kind).bind(codec::money(c.amount)?)
-                        .bind(&c.currency).bind(&c.reference)
-                        .execute(&mut *tx).await?;
+                let entries: Vec<(&str, &$crate::domain::wallets::LedgerEntry)> =
+                    effects.ledger.iter().map(|e| (run.company.as_str(), e)).collect();
+                Self::insert_ledger(&mut tx, &entries).await?;
+                for chunk in effects.ratings.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO usage_ratings (company_id, id, boundary_index, wallet_sources, late) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(run.company.clone()).push_bind(r.id.clone())
+                            .push_bind(i64::from(r.boundary_index)).push_bind(r.wallet_sources.clone()).push_bind(r.late);
+                    });
+                    qb.build().execute(&mut *tx).await?;
                 }
+                Self::insert_card_charges(&mut tx, &effects.card_charges).await?;
                 tx.commit().await?;
                 Ok(true)
             }

@@ -45,4 +45,4 @@ impl SqliteStore {
     }
 }
 
-sql_store!(SqliteStore);
+sql_store!(SqliteStore, sqlx::Sqlite);

@@ -7,7 +7,7 @@ use billrun::domain::model::Event;
 use billrun::fixture::Fixture;
 use billrun::jobs::ingest::ingest_events;
 use billrun::jobs::{DueFilter, run_due};
-use billrun::store::{RecordedEvent, StepEffects, StepRun, Store};
+use billrun::store::{EventBatch, RecordedEvent, StepEffects, StepRun, Store};
 use billrun::with_store;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -56,7 +56,7 @@ async fn events_keep_their_verdicts_and_order() {
                 event: e.clone(),
                 rejection: (i % 3 == 0).then(|| format!("reason {i}")),
             }).collect();
-            s.record_events(&recorded).await.unwrap();
+            s.record_events(&EventBatch { events: recorded.clone(), ..Default::default() }).await.unwrap();
             let accepted = s.accepted_events(None).await.unwrap();
             let want: Vec<Event> = recorded.iter().filter(|r| r.rejection.is_none()).map(|r| r.event.clone()).collect();
             assert_eq!(accepted, want, "{}", db.backend);
@@ -124,7 +124,7 @@ async fn a_step_is_committed_once_with_its_effects() {
                 started_at: t("2026-02-27T23:00:00Z"),
                 finished_at: t("2026-02-27T23:00:01Z"),
             };
-            let effects = StepEffects { document: Some(sample_document()), ..Default::default() };
+            let effects = StepEffects { items: 2, document: Some(sample_document()), ..Default::default() };
             assert!(s.commit_step(&run, &effects).await.unwrap(), "{}", db.backend);
             assert!(!s.commit_step(&run, &effects).await.unwrap(), "{}: second commit must write nothing", db.backend);
             assert_eq!(s.documents().await.unwrap(), vec![sample_document()]);

@@ -88,7 +88,7 @@ CREATE TABLE rates (
     direction   TEXT,
     prefix      TEXT,
     product     TEXT,
-    price       BIGINT NOT NULL,
+    price       TEXT NOT NULL,
     increment   TEXT
 );
 

@@ -1,0 +1,160 @@
+//! A company's payment settings through time: whether its card is verified and which
+//! auto-recharge settings are in force, as of any instant.
+
+use chrono::{DateTime, Utc};
+
+use super::model::{AutoRecharge, Billing, Company, CreditSharing, Event, EventKind};
+
+/// The message of §5 for a credit purchase on an unverified card.
+pub const CARD_NOT_VERIFIED: &str = "card not verified: confirm the verification charge first";
+
+/// Payment settings folded from the scenario and the accepted events.
+#[derive(Debug, Clone)]
+pub struct Account {
+    billing: Billing,
+    credit_sharing: CreditSharing,
+    offices: Vec<String>,
+    verified_from: Option<DateTime<Utc>>,
+    recharge: Vec<(DateTime<Utc>, Option<AutoRecharge>)>,
+}
+
+impl Account {
+    /// The settings at load; `offices` are the company's office ids.
+    pub fn new(company: &Company, offices: Vec<String>) -> Self {
+        Account {
+            billing: company.billing,
+            credit_sharing: company.credit_sharing,
+            offices,
+            verified_from: company.card_verified.then_some(DateTime::<Utc>::MIN_UTC),
+            recharge: vec![(DateTime::<Utc>::MIN_UTC, company.auto_recharge.clone())],
+        }
+    }
+
+    /// Takes in an accepted event (in recorded order).
+    pub fn apply(&mut self, e: &Event) {
+        match &e.kind {
+            EventKind::CardVerified => {
+                self.verified_from.get_or_insert(e.at);
+            }
+            EventKind::AutoRechargeSettings { settings } => {
+                self.recharge.push((e.at, settings.clone()));
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the card is verified at `at`.
+    pub fn card_verified(&self, at: DateTime<Utc>) -> bool {
+        self.verified_from.is_some_and(|v| v <= at)
+    }
+
+    /// The auto-recharge settings in force at `at`, if any and if they can be charged: a card
+    /// company with an unverified card gets none.
+    pub fn auto_recharge(&self, at: DateTime<Utc>) -> Option<&AutoRecharge> {
+        if self.billing == Billing::Card && !self.card_verified(at) {
+            return None;
+        }
+        self.recharge
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= at)
+            .and_then(|(_, s)| s.as_ref())
+    }
+
+    /// Whether `scope` holds wallets under the company's credit sharing.
+    pub fn holds_wallets(&self, scope: &str) -> bool {
+        match self.credit_sharing {
+            CreditSharing::Company => scope == "company",
+            CreditSharing::Office => self.offices.iter().any(|o| o == scope),
+        }
+    }
+
+    /// Checks a credit purchase of the company at `at` (§5, §12.11).
+    pub fn check_purchase(&self, scope: &str, at: DateTime<Utc>) -> Result<(), String> {
+        if self.billing == Billing::Card && !self.card_verified(at) {
+            return Err(CARD_NOT_VERIFIED.to_string());
+        }
+        if !self.holds_wallets(scope) {
+            let sharing = match self.credit_sharing {
+                CreditSharing::Company => "company",
+                CreditSharing::Office => "office",
+            };
+            return Err(format!(
+                "scope {scope} holds no wallets under credit_sharing = \"{sharing}\""
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::money::Currency;
+    use chrono::NaiveDate;
+    use rust_decimal::Decimal;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn company(billing: Billing, verified: bool) -> Company {
+        Company {
+            id: "c".into(),
+            name: "C".into(),
+            time_zone: chrono_tz::UTC,
+            currency: Currency::from_code("USD").unwrap(),
+            anchor: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            billing,
+            card_verified: verified,
+            credit_sharing: CreditSharing::Office,
+            primary_office: "a".into(),
+            auto_recharge: Some(AutoRecharge {
+                threshold: Decimal::from(5),
+                amount: Decimal::from(25),
+            }),
+        }
+    }
+
+    fn event(at: &str, kind: EventKind) -> Event {
+        Event {
+            at: t(at),
+            company: "c".into(),
+            source: "events.jsonl".into(),
+            line: 1,
+            id: None,
+            kind,
+        }
+    }
+
+    #[test]
+    fn settings_follow_the_events_in_force() {
+        let mut a = Account::new(&company(Billing::Card, false), vec!["a".into(), "b".into()]);
+        assert_eq!(
+            a.check_purchase("a", t("2026-01-02T00:00:00Z")),
+            Err(CARD_NOT_VERIFIED.into())
+        );
+        assert!(
+            a.auto_recharge(t("2026-01-02T00:00:00Z")).is_none(),
+            "unverified card: no recharge"
+        );
+        a.apply(&event("2026-01-03T00:00:00Z", EventKind::CardVerified));
+        assert!(a.check_purchase("a", t("2026-01-03T00:00:00Z")).is_ok());
+        assert_eq!(
+            a.check_purchase("company", t("2026-01-03T00:00:00Z")),
+            Err("scope company holds no wallets under credit_sharing = \"office\"".into())
+        );
+        assert_eq!(
+            a.auto_recharge(t("2026-01-03T00:00:00Z")).unwrap().amount,
+            Decimal::from(25)
+        );
+        a.apply(&event(
+            "2026-01-04T00:00:00Z",
+            EventKind::AutoRechargeSettings { settings: None },
+        ));
+        assert!(a.auto_recharge(t("2026-01-04T00:00:00Z")).is_none());
+        assert!(a.auto_recharge(t("2026-01-03T12:00:00Z")).is_some());
+        let invoiced = Account::new(&company(Billing::Invoiced, false), vec!["a".into()]);
+        assert!(invoiced.auto_recharge(t("2026-01-02T00:00:00Z")).is_some());
+    }
+}

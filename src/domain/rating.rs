@@ -1,0 +1,916 @@
+//! Rating: the rate card, billing increments and the cost of a usage event (SPEC §6, §6.2,
+//! §12.15–16).
+//!
+//! A usage event is priced by the most specific rate card entry that matches it. The card is
+//! indexed once, so that finding an event's rate costs a handful of map look-ups (one per digit of
+//! the remote number at most) instead of a scan of the card.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::domain::model::Rate;
+use crate::domain::money::MICRO_DP;
+
+/// The billing increment of a call whose rate gives none: whole minutes (SPEC §12.16).
+pub const DEFAULT_INCREMENT: (u32, u32) = (60, 60);
+
+/// The service whose quantity is seconds and whose price is per minute.
+const CALLING: &str = "calling";
+
+/// Seconds billed for a call of `duration_s` seconds under the increment `first/next`: nothing
+/// for 0 s, else `first + ceil(max(0, d - first) / next) × next`.
+///
+/// A `next` of 0 is not a valid increment (the rate card loader refuses it); it is treated as 1,
+/// per-second billing after the first block, so that this function has no input it panics on.
+/// Results that would not fit a `u64` saturate.
+pub fn billed_seconds(duration_s: u64, first: u32, next: u32) -> u64 {
+    if duration_s == 0 {
+        return 0;
+    }
+    let first = u64::from(first);
+    let next = u64::from(next.max(1));
+    let rest = duration_s.saturating_sub(first);
+    first.saturating_add(rest.div_ceil(next).saturating_mul(next))
+}
+
+/// The increment `first/next` a call is billed with under `rate`: its own, or
+/// [`DEFAULT_INCREMENT`].
+pub fn increment_of(rate: &Rate) -> (u32, u32) {
+    rate.increment.unwrap_or(DEFAULT_INCREMENT)
+}
+
+/// The exact cost of a usage event: `price × quantity`, where for calls `price` is per minute
+/// and `billable_quantity` is billed seconds, so the cost is `price × seconds / 60` rounded
+/// half-up to 6 decimal places.
+///
+/// Only the division by 60 can produce more decimals than a price has, so only calls are
+/// rounded; every other product of a price (at most 6 decimals) and a count is exact.
+///
+/// Like all `Decimal` arithmetic this panics only when the cost exceeds about 7.9 × 10²⁸.
+pub fn usage_cost(service: &str, price: Decimal, billable_quantity: u64) -> Decimal {
+    let quantity = Decimal::from(billable_quantity);
+    if service == CALLING {
+        (price * quantity / Decimal::from(60))
+            .round_dp_with_strategy(MICRO_DP, RoundingStrategy::MidpointAwayFromZero)
+    } else {
+        price * quantity
+    }
+}
+
+/// The unit of a usage record's billable quantity (SPEC §12.16): `second` for calls, `segment`
+/// for SMS, `message` for MMS, `page` for fax, `session` for AI agents and `unit` for speech IVR
+/// and omnichannel.
+///
+/// A service or messaging type that SPEC does not name gets `unit`; such an event has no rate
+/// and is rejected before it is recorded, so the answer is never written.
+pub fn unit_of(service: &str, usage_type: Option<&str>) -> &'static str {
+    match (service, usage_type) {
+        ("calling", _) => "second",
+        ("messaging", Some("a2p_sms" | "p2p_sms")) => "segment",
+        ("messaging", Some("a2p_mms" | "p2p_mms")) => "message",
+        ("fax", _) => "page",
+        ("ai_agent", _) => "session",
+        _ => "unit",
+    }
+}
+
+/// Two rate card entries with the same service, type, direction, prefix and product: a load
+/// error (SPEC §12.15), since neither would be more specific than the other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rate {second} repeats rate {first}: same service, type, direction, prefix and product")]
+pub struct DuplicateRate {
+    /// Position of the earlier entry in the slice the card was built from (0-based).
+    pub first: usize,
+    /// Position of the later entry (0-based).
+    pub second: usize,
+}
+
+/// The rate card, indexed for look-ups by service, type, product, prefix and direction.
+#[derive(Debug, Clone, Default)]
+pub struct RateCard {
+    /// The entries, in card order; the indexes below point into it.
+    rates: Vec<Rate>,
+    /// Entries by service, then by type.
+    services: BTreeMap<String, ServiceRates>,
+}
+
+/// The entries of one service.
+#[derive(Debug, Clone, Default)]
+struct ServiceRates {
+    /// Entries without a type (speech IVR, omnichannel).
+    untyped: TypeRates,
+    /// Entries by type.
+    typed: BTreeMap<String, TypeRates>,
+}
+
+/// The entries of one (service, type).
+///
+/// Product rates sit in tables of their own because a product rate beats every other rate: the
+/// product table of the user's product is searched first, and the general table only when it has
+/// no match.
+#[derive(Debug, Clone, Default)]
+struct TypeRates {
+    /// Entries without a product.
+    general: PrefixTable,
+    /// Entries for one product, by product.
+    by_product: BTreeMap<String, PrefixTable>,
+}
+
+/// Entries that differ only by prefix and direction.
+#[derive(Debug, Clone, Default)]
+struct PrefixTable {
+    /// Entries without a prefix.
+    unprefixed: Directions,
+    /// Entries by prefix. Probing the remote number's own prefixes, longest first, finds the
+    /// longest matching one in at most `longest` look-ups, however large the card.
+    by_prefix: BTreeMap<String, Directions>,
+    /// Length in bytes of the longest prefix in `by_prefix`, so probing starts there.
+    longest: usize,
+}
+
+/// Entries that differ only by direction.
+#[derive(Debug, Clone, Default)]
+struct Directions {
+    /// The entry without a direction, which matches both.
+    any: Option<usize>,
+    /// Entries by direction.
+    explicit: BTreeMap<String, usize>,
+}
+
+impl Directions {
+    /// Puts entry `index` in its slot, or names the entry already there. After an error the
+    /// slot holds the new entry, which does not matter: the card being built is refused.
+    fn insert(&mut self, direction: Option<&str>, index: usize) -> Result<(), usize> {
+        let existing = match direction {
+            None => self.any.replace(index),
+            Some(d) => self.explicit.insert(d.to_string(), index),
+        };
+        existing.map_or(Ok(()), Err)
+    }
+
+    /// The best entry for an event's direction: an explicit direction beats none.
+    fn best(&self, direction: Option<&str>) -> Option<usize> {
+        direction
+            .and_then(|d| self.explicit.get(d).copied())
+            .or(self.any)
+    }
+}
+
+impl PrefixTable {
+    /// Puts entry `index` in its slot, or names the entry already there.
+    fn insert(
+        &mut self,
+        prefix: Option<&str>,
+        direction: Option<&str>,
+        index: usize,
+    ) -> Result<(), usize> {
+        match prefix {
+            None => self.unprefixed.insert(direction, index),
+            Some(p) => {
+                self.longest = self.longest.max(p.len());
+                self.by_prefix
+                    .entry(p.to_string())
+                    .or_default()
+                    .insert(direction, index)
+            }
+        }
+    }
+
+    /// The best entry for an event: the longest prefix of the remote number that has an entry
+    /// for the event's direction, then the unprefixed entries.
+    fn best(&self, direction: Option<&str>, remote_number: Option<&str>) -> Option<usize> {
+        let prefixed = remote_number.and_then(|number| {
+            (0..=number.len().min(self.longest))
+                .rev()
+                .filter(|&len| number.is_char_boundary(len))
+                .find_map(|len| self.by_prefix.get(&number[..len])?.best(direction))
+        });
+        prefixed.or_else(|| self.unprefixed.best(direction))
+    }
+}
+
+impl RateCard {
+    /// Indexes a rate card. Two entries with the same service, type, direction, prefix and
+    /// product are refused, because no rule could choose between them.
+    pub fn new(rates: &[Rate]) -> Result<RateCard, DuplicateRate> {
+        let mut card = RateCard {
+            rates: rates.to_vec(),
+            services: BTreeMap::new(),
+        };
+        for (index, rate) in rates.iter().enumerate() {
+            let service = card.services.entry(rate.service.clone()).or_default();
+            let type_rates = match &rate.usage_type {
+                None => &mut service.untyped,
+                Some(t) => service.typed.entry(t.clone()).or_default(),
+            };
+            let table = match &rate.product {
+                None => &mut type_rates.general,
+                Some(p) => type_rates.by_product.entry(p.clone()).or_default(),
+            };
+            table
+                .insert(rate.prefix.as_deref(), rate.direction.as_deref(), index)
+                .map_err(|first| DuplicateRate {
+                    first,
+                    second: index,
+                })?;
+        }
+        Ok(card)
+    }
+
+    /// The entries, in card order.
+    pub fn rates(&self) -> &[Rate] {
+        &self.rates
+    }
+
+    /// The rate of a usage event, or `None` when no entry matches (the event is then rejected).
+    ///
+    /// An entry matches when its service and type equal the event's, and its direction, prefix
+    /// and product are each absent or equal to the event's direction, a prefix of the remote
+    /// number, and the product the user held. Among matches (SPEC §12.15) a product rate beats
+    /// any other, then the longest prefix wins, then an explicit direction beats none. An event
+    /// without a remote number matches only unprefixed entries, and one without a product (a
+    /// group, or a user without a license) only entries without a product. An empty prefix, if a
+    /// card has one, matches every remote number and counts as longer than no prefix.
+    pub fn lookup(
+        &self,
+        service: &str,
+        usage_type: Option<&str>,
+        direction: Option<&str>,
+        remote_number: Option<&str>,
+        product: Option<&str>,
+    ) -> Option<&Rate> {
+        let service = self.services.get(service)?;
+        let type_rates = match usage_type {
+            None => &service.untyped,
+            Some(t) => service.typed.get(t)?,
+        };
+        let for_product = product
+            .and_then(|p| type_rates.by_product.get(p))
+            .and_then(|table| table.best(direction, remote_number));
+        let index = for_product.or_else(|| type_rates.general.best(direction, remote_number))?;
+        self.rates.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::str::FromStr;
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::from_str(s).expect("test literal")
+    }
+
+    fn rate(
+        service: &str,
+        usage_type: Option<&str>,
+        direction: Option<&str>,
+        prefix: Option<&str>,
+        product: Option<&str>,
+        price: &str,
+    ) -> Rate {
+        Rate {
+            service: service.to_string(),
+            usage_type: usage_type.map(str::to_string),
+            direction: direction.map(str::to_string),
+            prefix: prefix.map(str::to_string),
+            product: product.map(str::to_string),
+            price: dec(price),
+            increment: None,
+        }
+    }
+
+    #[test]
+    fn billed_seconds_examples() {
+        assert_eq!(billed_seconds(0, 60, 60), 0);
+        assert_eq!(billed_seconds(1, 60, 60), 60);
+        assert_eq!(billed_seconds(60, 60, 60), 60);
+        assert_eq!(billed_seconds(61, 60, 60), 120);
+        assert_eq!(billed_seconds(1, 6, 6), 6);
+        assert_eq!(billed_seconds(7, 6, 6), 12);
+        assert_eq!(billed_seconds(12, 6, 6), 12);
+        assert_eq!(billed_seconds(1, 30, 6), 30);
+        assert_eq!(billed_seconds(30, 30, 6), 30);
+        assert_eq!(billed_seconds(31, 30, 6), 36);
+        assert_eq!(billed_seconds(125, 30, 6), 126);
+        assert_eq!(billed_seconds(5, 1, 1), 5);
+        // No first block: every second is in a `next` block.
+        assert_eq!(billed_seconds(7, 0, 6), 12);
+    }
+
+    #[test]
+    fn billed_seconds_never_panics() {
+        assert_eq!(billed_seconds(10, 60, 0), 60);
+        assert_eq!(billed_seconds(70, 60, 0), 70);
+        assert_eq!(billed_seconds(u64::MAX, 60, 60), u64::MAX);
+        assert_eq!(billed_seconds(u64::MAX, 0, 7), u64::MAX);
+    }
+
+    #[test]
+    fn increment_defaults_to_whole_minutes() {
+        let mut r = rate("calling", Some("local"), None, None, None, "0.01");
+        assert_eq!(increment_of(&r), (60, 60));
+        r.increment = Some((30, 6));
+        assert_eq!(increment_of(&r), (30, 6));
+    }
+
+    #[test]
+    fn call_cost_is_per_minute_rounded_half_up_to_six_places() {
+        assert_eq!(usage_cost("calling", dec("0.02"), 60), dec("0.02"));
+        assert_eq!(usage_cost("calling", dec("0.02"), 126), dec("0.042"));
+        assert_eq!(usage_cost("calling", dec("0.01"), 0), Decimal::ZERO);
+        // 0.01 × 7 / 60 = 0.0011666… → 0.001167
+        assert_eq!(usage_cost("calling", dec("0.01"), 7), dec("0.001167"));
+        // 0.01 × 1 / 60 = 0.000166… → 0.000167
+        assert_eq!(usage_cost("calling", dec("0.01"), 1), dec("0.000167"));
+        // 0.000003 × 10 / 60 = 0.0000005: a true midpoint goes up, not to even.
+        assert_eq!(usage_cost("calling", dec("0.000003"), 10), dec("0.000001"));
+        // 0.000009 × 10 / 60 = 0.0000015 → 0.000002 (banker's rounding would also give this;
+        // the case above is the one that tells them apart).
+        assert_eq!(usage_cost("calling", dec("0.000009"), 10), dec("0.000002"));
+        assert!(usage_cost("calling", dec("0.0123"), 37).scale() <= MICRO_DP);
+    }
+
+    #[test]
+    fn other_costs_are_exact_products() {
+        assert_eq!(usage_cost("messaging", dec("0.0079"), 3), dec("0.0237"));
+        assert_eq!(usage_cost("fax", dec("0.07"), 12), dec("0.84"));
+        assert_eq!(usage_cost("ai_agent", dec("0.123456"), 7), dec("0.864192"));
+        assert_eq!(
+            usage_cost("speech_ivr", dec("0.000001"), 1),
+            dec("0.000001")
+        );
+        assert_eq!(usage_cost("omnichannel", dec("1.5"), 0), Decimal::ZERO);
+    }
+
+    #[test]
+    fn units_by_service_and_type() {
+        assert_eq!(unit_of("calling", Some("local")), "second");
+        assert_eq!(unit_of("calling", Some("international")), "second");
+        assert_eq!(unit_of("messaging", Some("a2p_sms")), "segment");
+        assert_eq!(unit_of("messaging", Some("p2p_sms")), "segment");
+        assert_eq!(unit_of("messaging", Some("a2p_mms")), "message");
+        assert_eq!(unit_of("messaging", Some("p2p_mms")), "message");
+        assert_eq!(unit_of("fax", Some("fax")), "page");
+        assert_eq!(unit_of("ai_agent", Some("voice")), "session");
+        assert_eq!(unit_of("ai_agent", Some("digital")), "session");
+        assert_eq!(unit_of("speech_ivr", None), "unit");
+        assert_eq!(unit_of("omnichannel", None), "unit");
+    }
+
+    /// A card in the manner of SPEC §6.2: free local calls for Talk, paid for the others,
+    /// international by prefix.
+    fn sample_card() -> RateCard {
+        RateCard::new(&[
+            rate("calling", Some("local"), None, None, None, "0.01"),
+            rate(
+                "calling",
+                Some("local"),
+                Some("outbound"),
+                None,
+                None,
+                "0.02",
+            ),
+            rate("calling", Some("local"), None, None, Some("talk"), "0"),
+            rate(
+                "calling",
+                Some("toll_free"),
+                Some("inbound"),
+                None,
+                None,
+                "0.02",
+            ),
+            rate(
+                "calling",
+                Some("toll_free"),
+                Some("outbound"),
+                None,
+                None,
+                "0",
+            ),
+            rate("calling", Some("international"), None, None, None, "0.50"),
+            rate(
+                "calling",
+                Some("international"),
+                None,
+                Some("+44"),
+                None,
+                "0.10",
+            ),
+            rate(
+                "calling",
+                Some("international"),
+                Some("outbound"),
+                Some("+44"),
+                None,
+                "0.12",
+            ),
+            rate(
+                "calling",
+                Some("international"),
+                None,
+                Some("+447"),
+                None,
+                "0.30",
+            ),
+            rate(
+                "calling",
+                Some("international"),
+                None,
+                Some("+1"),
+                Some("sell"),
+                "0.05",
+            ),
+            rate("messaging", Some("a2p_sms"), None, None, None, "0.0079"),
+            rate("speech_ivr", None, None, None, None, "0.004"),
+        ])
+        .expect("no duplicates")
+    }
+
+    fn price(
+        card: &RateCard,
+        q: (&str, Option<&str>, Option<&str>, Option<&str>, Option<&str>),
+    ) -> Option<Decimal> {
+        card.lookup(q.0, q.1, q.2, q.3, q.4).map(|r| r.price)
+    }
+
+    #[test]
+    fn product_rate_beats_the_default() {
+        let card = sample_card();
+        let local = |dir, product| {
+            price(
+                &card,
+                (
+                    "calling",
+                    Some("local"),
+                    Some(dir),
+                    Some("+15551234567"),
+                    product,
+                ),
+            )
+        };
+        assert_eq!(local("inbound", Some("talk")), Some(dec("0")));
+        assert_eq!(local("outbound", Some("talk")), Some(dec("0")));
+        assert_eq!(local("inbound", Some("support")), Some(dec("0.01")));
+        assert_eq!(local("outbound", Some("support")), Some(dec("0.02")));
+        assert_eq!(local("outbound", None), Some(dec("0.02")));
+    }
+
+    #[test]
+    fn product_rate_beats_a_longer_prefix() {
+        let card = sample_card();
+        let r = card.lookup(
+            "calling",
+            Some("international"),
+            Some("outbound"),
+            Some("+15551234567"),
+            Some("sell"),
+        );
+        assert_eq!(r.map(|r| r.price), Some(dec("0.05")));
+        // Without the product, the unprefixed default.
+        let r = card.lookup(
+            "calling",
+            Some("international"),
+            Some("outbound"),
+            Some("+15551234567"),
+            Some("talk"),
+        );
+        assert_eq!(r.map(|r| r.price), Some(dec("0.50")));
+    }
+
+    #[test]
+    fn longest_prefix_then_explicit_direction() {
+        let card = sample_card();
+        let intl = |dir, number| {
+            price(
+                &card,
+                (
+                    "calling",
+                    Some("international"),
+                    Some(dir),
+                    Some(number),
+                    None,
+                ),
+            )
+        };
+        assert_eq!(intl("inbound", "+442071234567"), Some(dec("0.10")));
+        assert_eq!(intl("outbound", "+442071234567"), Some(dec("0.12")));
+        // +447 is longer than +44 and beats its explicit direction.
+        assert_eq!(intl("outbound", "+447700900123"), Some(dec("0.30")));
+        assert_eq!(intl("outbound", "+33123456789"), Some(dec("0.50")));
+        // A prefix longer than the number cannot match.
+        assert_eq!(intl("outbound", "+4"), Some(dec("0.50")));
+        assert_eq!(intl("outbound", "+44"), Some(dec("0.12")));
+    }
+
+    #[test]
+    fn a_prefixed_entry_of_the_other_direction_falls_back_to_a_shorter_prefix() {
+        let card = RateCard::new(&[
+            rate(
+                "calling",
+                Some("international"),
+                None,
+                Some("+4"),
+                None,
+                "0.40",
+            ),
+            rate(
+                "calling",
+                Some("international"),
+                Some("outbound"),
+                Some("+44"),
+                None,
+                "0.12",
+            ),
+        ])
+        .expect("no duplicates");
+        let p = |dir| {
+            price(
+                &card,
+                (
+                    "calling",
+                    Some("international"),
+                    Some(dir),
+                    Some("+4420"),
+                    None,
+                ),
+            )
+        };
+        assert_eq!(p("outbound"), Some(dec("0.12")));
+        assert_eq!(p("inbound"), Some(dec("0.40")));
+    }
+
+    #[test]
+    fn no_match_is_none() {
+        let card = sample_card();
+        assert_eq!(
+            card.lookup(
+                "calling",
+                Some("domestic"),
+                Some("inbound"),
+                Some("+1555"),
+                None
+            ),
+            None
+        );
+        assert_eq!(card.lookup("video", Some("local"), None, None, None), None);
+        assert_eq!(card.lookup("calling", None, None, None, None), None);
+        assert_eq!(card.lookup("speech_ivr", Some("x"), None, None, None), None);
+        // Direction-specific only, and the event has no direction.
+        assert_eq!(
+            card.lookup("calling", Some("toll_free"), None, None, None),
+            None
+        );
+        let empty = RateCard::new(&[]).expect("empty card");
+        assert_eq!(
+            empty.lookup("calling", Some("local"), None, None, None),
+            None
+        );
+    }
+
+    #[test]
+    fn untyped_and_unprefixed_entries() {
+        let card = sample_card();
+        assert_eq!(
+            price(&card, ("speech_ivr", None, None, None, None)),
+            Some(dec("0.004"))
+        );
+        assert_eq!(
+            price(
+                &card,
+                (
+                    "speech_ivr",
+                    None,
+                    Some("inbound"),
+                    Some("+1"),
+                    Some("talk")
+                )
+            ),
+            Some(dec("0.004"))
+        );
+        // No remote number: only unprefixed entries.
+        assert_eq!(
+            price(
+                &card,
+                (
+                    "calling",
+                    Some("international"),
+                    Some("outbound"),
+                    None,
+                    None
+                )
+            ),
+            Some(dec("0.50"))
+        );
+        assert_eq!(
+            price(
+                &card,
+                (
+                    "messaging",
+                    Some("a2p_sms"),
+                    Some("outbound"),
+                    Some("+44"),
+                    None
+                )
+            ),
+            Some(dec("0.0079"))
+        );
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let a = rate(
+            "calling",
+            Some("local"),
+            Some("inbound"),
+            Some("+1"),
+            Some("talk"),
+            "0.01",
+        );
+        let b = rate(
+            "calling",
+            Some("local"),
+            Some("inbound"),
+            Some("+1"),
+            None,
+            "0.01",
+        );
+        let err = RateCard::new(&[a.clone(), b.clone(), a.clone()]).expect_err("duplicate");
+        assert_eq!(
+            err,
+            DuplicateRate {
+                first: 0,
+                second: 2
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "rate 2 repeats rate 0: same service, type, direction, prefix and product"
+        );
+        // Differing only in price or increment is still a duplicate.
+        let mut c = b.clone();
+        c.price = dec("9");
+        c.increment = Some((6, 6));
+        assert_eq!(
+            RateCard::new(&[b.clone(), c]).map(|_| ()),
+            Err(DuplicateRate {
+                first: 0,
+                second: 1
+            })
+        );
+        let untyped = rate("omnichannel", None, None, None, None, "1");
+        assert!(RateCard::new(&[untyped.clone(), untyped]).is_err());
+        assert!(RateCard::new(&[a, b]).is_ok());
+    }
+
+    #[test]
+    fn non_ascii_numbers_do_not_panic() {
+        let card = RateCard::new(&[rate(
+            "calling",
+            Some("international"),
+            None,
+            Some("+4é"),
+            None,
+            "1",
+        )])
+        .expect("no duplicates");
+        assert_eq!(
+            price(
+                &card,
+                ("calling", Some("international"), None, Some("+4éé"), None)
+            ),
+            Some(dec("1"))
+        );
+        assert_eq!(
+            card.lookup("calling", Some("international"), None, Some("+é4"), None),
+            None
+        );
+    }
+
+    // The reference: scan the whole card and keep the best-ranked match.
+
+    fn matches(r: &Rate, q: &Query) -> bool {
+        r.service == q.service
+            && r.usage_type == q.usage_type
+            && r.direction
+                .as_ref()
+                .is_none_or(|d| Some(d) == q.direction.as_ref())
+            && r.prefix
+                .as_ref()
+                .is_none_or(|p| q.remote.as_ref().is_some_and(|n| n.starts_with(p.as_str())))
+            && r.product
+                .as_ref()
+                .is_none_or(|p| Some(p) == q.product.as_ref())
+    }
+
+    fn rank(r: &Rate) -> (bool, Option<usize>, bool) {
+        (
+            r.product.is_some(),
+            r.prefix.as_ref().map(String::len),
+            r.direction.is_some(),
+        )
+    }
+
+    fn naive_lookup<'a>(rates: &'a [Rate], q: &Query) -> Option<&'a Rate> {
+        rates
+            .iter()
+            .filter(|r| matches(r, q))
+            .max_by_key(|r| rank(r))
+    }
+
+    fn key(r: &Rate) -> (&str, Option<&str>, Option<&str>, Option<&str>, Option<&str>) {
+        (
+            &r.service,
+            r.usage_type.as_deref(),
+            r.direction.as_deref(),
+            r.prefix.as_deref(),
+            r.product.as_deref(),
+        )
+    }
+
+    #[derive(Debug, Clone)]
+    struct Query {
+        service: String,
+        usage_type: Option<String>,
+        direction: Option<String>,
+        remote: Option<String>,
+        product: Option<String>,
+    }
+
+    fn opt(values: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
+        prop::option::of(prop::sample::select(values).prop_map(str::to_string))
+    }
+
+    const SERVICES: &[&str] = &["calling", "messaging"];
+    const TYPES: &[&str] = &["local", "international"];
+    const DIRECTIONS: &[&str] = &["inbound", "outbound"];
+    const PREFIXES: &[&str] = &["", "+", "+1", "+12", "+123", "+4", "+44", "+447", "+4471"];
+    const PRODUCTS: &[&str] = &["talk", "sell"];
+    const NUMBERS: &[&str] = &[
+        "+1234567", "+12", "+1999", "+447123", "+4471", "+44", "+4", "+33", "",
+    ];
+
+    fn any_rate() -> impl Strategy<Value = Rate> {
+        (
+            prop::sample::select(SERVICES),
+            opt(TYPES),
+            opt(DIRECTIONS),
+            opt(PREFIXES),
+            opt(PRODUCTS),
+            0u32..1000,
+        )
+            .prop_map(|(s, t, d, p, pr, cents)| Rate {
+                service: s.to_string(),
+                usage_type: t,
+                direction: d,
+                prefix: p,
+                product: pr,
+                price: Decimal::new(i64::from(cents), 3),
+                increment: None,
+            })
+    }
+
+    fn any_query() -> impl Strategy<Value = Query> {
+        (
+            prop::sample::select(SERVICES),
+            opt(TYPES),
+            opt(DIRECTIONS),
+            opt(NUMBERS),
+            opt(PRODUCTS),
+        )
+            .prop_map(|(s, t, d, n, p)| Query {
+                service: s.to_string(),
+                usage_type: t,
+                direction: d,
+                remote: n,
+                product: p,
+            })
+    }
+
+    /// Keeps the first entry of each key, so the card loads.
+    fn dedup(rates: Vec<Rate>) -> Vec<Rate> {
+        let mut out: Vec<Rate> = Vec::new();
+        for r in rates {
+            if !out.iter().any(|o| key(o) == key(&r)) {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// Exact half-up rounding of `price × seconds / 60` to 6 places, in integers.
+    fn reference_call_cost(price: Decimal, seconds: u64) -> Decimal {
+        let mantissa = price.mantissa();
+        let scale = price.scale();
+        let num = mantissa * i128::from(seconds) * 1_000_000;
+        let den = 60 * 10i128.pow(scale);
+        let rounded = (2 * num + den) / (2 * den);
+        Decimal::from_i128_with_scale(rounded, MICRO_DP)
+    }
+
+    proptest! {
+        #[test]
+        fn lookup_agrees_with_a_scan(
+            rates in prop::collection::vec(any_rate(), 0..40),
+            queries in prop::collection::vec(any_query(), 1..20),
+        ) {
+            let rates = dedup(rates);
+            let card = RateCard::new(&rates).expect("deduplicated");
+            for q in &queries {
+                let fast = card.lookup(
+                    &q.service,
+                    q.usage_type.as_deref(),
+                    q.direction.as_deref(),
+                    q.remote.as_deref(),
+                    q.product.as_deref(),
+                );
+                let slow = naive_lookup(&rates, q);
+                prop_assert_eq!(fast, slow, "query {:?}", q);
+                if let Some(r) = fast {
+                    prop_assert!(matches(r, q));
+                }
+            }
+        }
+
+        #[test]
+        fn duplicates_are_found_exactly(rates in prop::collection::vec(any_rate(), 0..40)) {
+            let first_dup = (0..rates.len()).find_map(|j| {
+                (0..j).find(|&i| key(&rates[i]) == key(&rates[j])).map(|i| DuplicateRate { first: i, second: j })
+            });
+            prop_assert_eq!(RateCard::new(&rates).err(), first_dup);
+        }
+
+        #[test]
+        fn the_chosen_rate_is_never_beaten(
+            rates in prop::collection::vec(any_rate(), 0..40),
+            q in any_query(),
+        ) {
+            let rates = dedup(rates);
+            let card = RateCard::new(&rates).expect("deduplicated");
+            let chosen = card.lookup(&q.service, q.usage_type.as_deref(), q.direction.as_deref(), q.remote.as_deref(), q.product.as_deref());
+            let matching: Vec<&Rate> = rates.iter().filter(|r| matches(r, &q)).collect();
+            prop_assert_eq!(chosen.is_some(), !matching.is_empty());
+            if let Some(c) = chosen {
+                for r in &matching {
+                    prop_assert!(rank(r) < rank(c) || key(r) == key(c));
+                }
+            }
+            // Without duplicates no two matches tie, so the choice never depends on card order.
+            for (i, a) in matching.iter().enumerate() {
+                for b in &matching[i + 1..] {
+                    prop_assert_ne!(rank(a), rank(b));
+                }
+            }
+        }
+
+        #[test]
+        fn billed_seconds_cover_the_call_in_whole_increments(
+            d in 0u64..100_000, first in 0u32..200, next in 1u32..200,
+        ) {
+            let b = billed_seconds(d, first, next);
+            if d == 0 {
+                prop_assert_eq!(b, 0);
+            } else {
+                let first = u64::from(first);
+                let next = u64::from(next);
+                prop_assert!(b >= d);
+                prop_assert!(b >= first);
+                prop_assert_eq!((b - first) % next, 0);
+                // Minimal: one increment less would not cover the call.
+                prop_assert!(b == first || b - next < d);
+            }
+        }
+
+        #[test]
+        fn billed_seconds_are_monotone(d in 0u64..100_000, first in 0u32..200, next in 1u32..200) {
+            prop_assert!(billed_seconds(d + 1, first, next) >= billed_seconds(d, first, next));
+        }
+
+        #[test]
+        fn call_cost_rounds_exactly_half_up(
+            mantissa in 0i64..100_000_000, scale in 0u32..=6, seconds in 0u64..10_000_000,
+        ) {
+            let price = Decimal::new(mantissa, scale);
+            let cost = usage_cost("calling", price, seconds);
+            prop_assert_eq!(cost, reference_call_cost(price, seconds));
+            prop_assert!(cost.scale() <= MICRO_DP);
+        }
+
+        #[test]
+        fn other_costs_are_exact(mantissa in 0i64..100_000_000, scale in 0u32..=6, q in 0u64..10_000_000) {
+            let price = Decimal::new(mantissa, scale);
+            let cost = usage_cost("messaging", price, q);
+            prop_assert_eq!(cost, Decimal::from_i128_with_scale(i128::from(mantissa) * i128::from(q), scale));
+        }
+
+        #[test]
+        fn call_cost_of_whole_minutes_is_price_times_minutes(
+            mantissa in 0i64..100_000_000, scale in 0u32..=6, minutes in 0u64..100_000,
+        ) {
+            let price = Decimal::new(mantissa, scale);
+            prop_assert_eq!(usage_cost("calling", price, minutes * 60), price * Decimal::from(minutes));
+        }
+    }
+}

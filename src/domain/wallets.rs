@@ -1,0 +1,513 @@
+//! Wallets and the ledger (§5): grants, debits in draw-down order, expiry, purchases,
+//! auto-recharge and settlement.
+//!
+//! Every balance change is a [`LedgerEntry`]; a balance is the sum of its entries and is never
+//! stored. [`Wallets`] folds a company's entries to know what each wallet and each grant holds,
+//! and answers what a charge, an expiry or a grant writes next.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use super::model::AutoRecharge;
+
+/// The wallet every charge falls back to; never expires, may go negative.
+pub const UNIVERSAL: &str = "universal";
+
+/// What a ledger entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Credits granted by an allowance or a bundle, expiring at `expires_at`.
+    Grant,
+    /// A charge for usage drawn from one wallet.
+    Debit,
+    /// The remainder of a grant at its end.
+    Expire,
+    /// A manual credit purchase.
+    Purchase,
+    /// An auto-recharge.
+    Recharge,
+    /// A negative `universal` brought back to zero by an invoice.
+    Settle,
+}
+
+impl EntryKind {
+    /// The name used in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Grant => "grant",
+            EntryKind::Debit => "debit",
+            EntryKind::Expire => "expire",
+            EntryKind::Purchase => "purchase",
+            EntryKind::Recharge => "recharge",
+            EntryKind::Settle => "settle",
+        }
+    }
+
+    /// Parses the name used in files.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Grant,
+            Self::Debit,
+            Self::Expire,
+            Self::Purchase,
+            Self::Recharge,
+            Self::Settle,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One balance change of one wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// When it took effect (§12.5).
+    pub at: DateTime<Utc>,
+    /// `company` or an office id.
+    pub scope: String,
+    /// `allowance:<service>`, `telephony`, `ai` or `universal`.
+    pub wallet: String,
+    /// What it records.
+    pub kind: EntryKind,
+    /// Signed change of the balance.
+    pub amount: Decimal,
+    /// §12.6: usage id, `events.jsonl:<line>`, `<id>#recharge<n>`, `<grant>@<date>`, invoice
+    /// number.
+    pub reference: String,
+    /// Grants only: when the grant ends.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The wallet that pays for a service after its allowance: its commitment.
+pub fn commitment_wallet(service: &str) -> &'static str {
+    if service == "ai_agent" {
+        "ai"
+    } else {
+        "telephony"
+    }
+}
+
+/// The draw-down order of a service: allowance, commitment, universal.
+pub fn draw_down_order(service: &str) -> [String; 3] {
+    [
+        format!("allowance:{service}"),
+        commitment_wallet(service).to_string(),
+        UNIVERSAL.to_string(),
+    ]
+}
+
+/// Orders scopes as files list them: `company` first, then office ids sorted.
+pub fn scope_order(scope: &str) -> (bool, &str) {
+    (scope != "company", scope)
+}
+
+/// How a grant sorts within an expiry or grant step: allowances before bundles, each in
+/// scenario order.
+pub type GrantRank = (u8, usize);
+
+#[derive(Debug, Clone)]
+struct LiveGrant {
+    scope: String,
+    wallet: String,
+    reference: String,
+    remaining: Decimal,
+    expires_at: DateTime<Utc>,
+    rank: GrantRank,
+    order: usize,
+}
+
+/// The wallets of one company, folded from its ledger.
+#[derive(Debug, Clone, Default)]
+pub struct Wallets {
+    balances: BTreeMap<(String, String), Decimal>,
+    grants: Vec<LiveGrant>,
+    granted: usize,
+}
+
+impl Wallets {
+    /// Folds `entries` in the order they were made. `rank` places each grant (by reference)
+    /// among the grants of an expiry step.
+    pub fn fold<'a>(
+        entries: impl IntoIterator<Item = &'a LedgerEntry>,
+        rank: &dyn Fn(&str) -> GrantRank,
+    ) -> Self {
+        let mut w = Wallets::default();
+        for e in entries {
+            w.apply(e, rank(&e.reference));
+        }
+        w
+    }
+
+    /// Applies one entry. Debits of a granted wallet are spent from the grant that expires
+    /// first (then the one granted first).
+    pub fn apply(&mut self, e: &LedgerEntry, rank: GrantRank) {
+        *self
+            .balances
+            .entry((e.scope.clone(), e.wallet.clone()))
+            .or_default() += e.amount;
+        match e.kind {
+            EntryKind::Grant => {
+                self.grants.push(LiveGrant {
+                    scope: e.scope.clone(),
+                    wallet: e.wallet.clone(),
+                    reference: e.reference.clone(),
+                    remaining: e.amount,
+                    expires_at: e.expires_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
+                    rank,
+                    order: self.granted,
+                });
+                self.granted += 1;
+            }
+            EntryKind::Debit if e.wallet != UNIVERSAL => {
+                let mut left = -e.amount;
+                let mut live: Vec<&mut LiveGrant> = self
+                    .grants
+                    .iter_mut()
+                    .filter(|g| {
+                        g.scope == e.scope && g.wallet == e.wallet && g.remaining > Decimal::ZERO
+                    })
+                    .collect();
+                live.sort_by_key(|g| (g.expires_at, g.order));
+                for g in live {
+                    let take = left.min(g.remaining);
+                    g.remaining -= take;
+                    left -= take;
+                    if left.is_zero() {
+                        break;
+                    }
+                }
+            }
+            EntryKind::Expire => {
+                self.grants.retain(|g| {
+                    !(g.scope == e.scope && g.wallet == e.wallet && g.reference == e.reference)
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// A wallet's balance: the sum of its entries.
+    pub fn balance(&self, scope: &str, wallet: &str) -> Decimal {
+        self.balances
+            .get(&(scope.to_string(), wallet.to_string()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Every (scope, wallet) with entries, and its balance.
+    pub fn balances(&self) -> impl Iterator<Item = (&str, &str, Decimal)> {
+        self.balances
+            .iter()
+            .map(|((s, w), b)| (s.as_str(), w.as_str(), *b))
+    }
+
+    /// Charges `cost` for `service` to `scope` at `at`: one debit per wallet drawn from, in
+    /// draw-down order, whatever is left going to `universal` even below zero. After a debit of
+    /// `universal` leaves it below the threshold of `recharge`, recharges of its amount follow
+    /// until it is at or above the threshold (§12.9). The entries are applied and returned.
+    pub fn charge(
+        &mut self,
+        scope: &str,
+        service: &str,
+        cost: Decimal,
+        at: DateTime<Utc>,
+        usage_id: &str,
+        recharge: Option<&AutoRecharge>,
+    ) -> Vec<LedgerEntry> {
+        let mut entries = Vec::new();
+        let mut left = cost;
+        for wallet in draw_down_order(service) {
+            if left <= Decimal::ZERO {
+                break;
+            }
+            let take = if wallet == UNIVERSAL {
+                left
+            } else {
+                left.min(self.balance(scope, &wallet).max(Decimal::ZERO))
+            };
+            if take <= Decimal::ZERO {
+                continue;
+            }
+            left -= take;
+            let debit = LedgerEntry {
+                at,
+                scope: scope.to_string(),
+                wallet: wallet.clone(),
+                kind: EntryKind::Debit,
+                amount: -take,
+                reference: usage_id.to_string(),
+                expires_at: None,
+            };
+            self.apply(&debit, (0, 0));
+            entries.push(debit);
+            if wallet == UNIVERSAL
+                && let Some(r) = recharge
+            {
+                let mut n = 0;
+                while self.balance(scope, UNIVERSAL) < r.threshold {
+                    n += 1;
+                    let e = LedgerEntry {
+                        at,
+                        scope: scope.to_string(),
+                        wallet: UNIVERSAL.to_string(),
+                        kind: EntryKind::Recharge,
+                        amount: r.amount,
+                        reference: format!("{usage_id}#recharge{n}"),
+                        expires_at: None,
+                    };
+                    self.apply(&e, (0, 0));
+                    entries.push(e);
+                }
+            }
+        }
+        entries
+    }
+
+    /// The `expire` entries of every grant ending at or before `at` with credits left, in
+    /// expiry-step order (scope, then rank); spent grants end silently. Applied and returned.
+    pub fn expire(&mut self, at: DateTime<Utc>) -> Vec<LedgerEntry> {
+        let mut ending: Vec<LiveGrant> = self
+            .grants
+            .iter()
+            .filter(|g| g.expires_at <= at)
+            .cloned()
+            .collect();
+        ending.sort_by(|a, b| {
+            (scope_order(&a.scope), a.rank, a.order).cmp(&(scope_order(&b.scope), b.rank, b.order))
+        });
+        self.grants.retain(|g| g.expires_at > at);
+        let mut entries = Vec::new();
+        for g in ending.into_iter().filter(|g| g.remaining > Decimal::ZERO) {
+            let e = LedgerEntry {
+                at,
+                scope: g.scope,
+                wallet: g.wallet,
+                kind: EntryKind::Expire,
+                amount: -g.remaining,
+                reference: g.reference,
+                expires_at: None,
+            };
+            *self
+                .balances
+                .entry((e.scope.clone(), e.wallet.clone()))
+                .or_default() += e.amount;
+            entries.push(e);
+        }
+        entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn t(day: u32) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("2026-03-{day:02}T00:00:00Z"))
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn grant(wallet: &str, amount: i64, reference: &str, expires: u32) -> LedgerEntry {
+        LedgerEntry {
+            at: t(1),
+            scope: "company".into(),
+            wallet: wallet.into(),
+            kind: EntryKind::Grant,
+            amount: Decimal::from(amount),
+            reference: reference.into(),
+            expires_at: Some(t(expires)),
+        }
+    }
+
+    fn recharge(threshold: i64, amount: i64) -> AutoRecharge {
+        AutoRecharge {
+            threshold: Decimal::from(threshold),
+            amount: Decimal::from(amount),
+        }
+    }
+
+    fn summary(entries: &[LedgerEntry]) -> Vec<(String, &'static str, Decimal)> {
+        entries
+            .iter()
+            .map(|e| (e.wallet.clone(), e.kind.as_str(), e.amount))
+            .collect()
+    }
+
+    #[test]
+    fn draw_down_splits_across_wallets_in_order() {
+        let mut w = Wallets::default();
+        w.apply(
+            &grant("allowance:calling", 10, "allowance:calling@2026-03-01", 31),
+            (0, 0),
+        );
+        w.apply(&grant("telephony", 5, "tel@2026-03-01", 31), (1, 0));
+        let entries = w.charge("company", "calling", Decimal::from(18), t(5), "c-1", None);
+        assert_eq!(
+            summary(&entries),
+            [
+                ("allowance:calling".to_string(), "debit", Decimal::from(-10)),
+                ("telephony".to_string(), "debit", Decimal::from(-5)),
+                ("universal".to_string(), "debit", Decimal::from(-3)),
+            ]
+        );
+        assert_eq!(w.balance("company", UNIVERSAL), Decimal::from(-3));
+        // AI usage never touches telephony.
+        let ai = w.charge("company", "ai_agent", Decimal::ONE, t(5), "a-1", None);
+        assert_eq!(
+            summary(&ai),
+            [("universal".to_string(), "debit", Decimal::from(-1))]
+        );
+    }
+
+    #[test]
+    fn recharges_repeat_until_the_threshold_is_reached() {
+        let mut w = Wallets::default();
+        let entries = w.charge(
+            "company",
+            "fax",
+            Decimal::from(12),
+            t(5),
+            "f-1",
+            Some(&recharge(5, 7)),
+        );
+        assert_eq!(
+            summary(&entries),
+            [
+                ("universal".to_string(), "debit", Decimal::from(-12)),
+                ("universal".to_string(), "recharge", Decimal::from(7)),
+                ("universal".to_string(), "recharge", Decimal::from(7)),
+                ("universal".to_string(), "recharge", Decimal::from(7)),
+            ]
+        );
+        assert_eq!(entries[3].reference, "f-1#recharge3");
+        assert_eq!(w.balance("company", UNIVERSAL), Decimal::from(9));
+        // A debit that leaves universal at or above the threshold triggers nothing.
+        let more = w.charge(
+            "company",
+            "fax",
+            Decimal::from(4),
+            t(6),
+            "f-2",
+            Some(&recharge(5, 7)),
+        );
+        assert_eq!(more.len(), 1);
+    }
+
+    #[test]
+    fn earliest_expiring_grant_is_spent_first_and_only_remainders_expire() {
+        let mut w = Wallets::default();
+        w.apply(&grant("telephony", 100, "annual@2026-01-01", 31), (1, 0));
+        w.apply(&grant("telephony", 10, "monthly@2026-03-01", 15), (1, 1));
+        w.charge("company", "calling", Decimal::from(12), t(5), "c-1", None);
+        // The monthly grant (ending first) is spent, the annual one gives 2.
+        let expired = w.expire(t(15));
+        assert!(expired.is_empty(), "a spent grant expires silently");
+        let expired = w.expire(t(31));
+        assert_eq!(
+            summary(&expired),
+            [("telephony".to_string(), "expire", Decimal::from(-98))]
+        );
+        assert_eq!(expired[0].reference, "annual@2026-01-01");
+        assert_eq!(w.balance("company", "telephony"), Decimal::ZERO);
+    }
+
+    #[test]
+    fn expiry_lists_allowances_before_bundles_by_scope() {
+        let mut w = Wallets::default();
+        let mut office = grant("telephony", 3, "b@x", 10);
+        office.scope = "sf".into();
+        w.apply(&office, (1, 0));
+        w.apply(&grant("telephony", 3, "b@x", 10), (1, 0));
+        w.apply(&grant("allowance:fax", 3, "allowance:fax@x", 10), (0, 1));
+        w.apply(
+            &grant("allowance:calling", 3, "allowance:calling@x", 10),
+            (0, 0),
+        );
+        let order: Vec<_> = w
+            .expire(t(10))
+            .into_iter()
+            .map(|e| (e.scope, e.wallet))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("company".to_string(), "allowance:calling".to_string()),
+                ("company".to_string(), "allowance:fax".to_string()),
+                ("company".to_string(), "telephony".to_string()),
+                ("sf".to_string(), "telephony".to_string()),
+            ]
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Grant(u8, i64, u32),
+        Charge(u8, i64),
+        Expire(u32),
+        Purchase(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..3, 1i64..50_000_000, 2u32..28).prop_map(|(w, a, d)| Op::Grant(w, a, d)),
+            (0u8..4, 0i64..30_000_000).prop_map(|(s, c)| Op::Charge(s, c)),
+            (2u32..28).prop_map(Op::Expire),
+            (1i64..20_000_000).prop_map(Op::Purchase),
+        ]
+    }
+
+    proptest! {
+        /// After any sequence of operations every balance equals the sum of its entries, a
+        /// re-fold of the entries gives the same wallets, no granted wallet goes negative
+        /// (no double spend), and every charge is debited in full.
+        #[test]
+        fn balances_are_the_sum_of_their_entries(ops in prop::collection::vec(op(), 1..60)) {
+            let wallets = ["allowance:calling", "telephony", "ai"];
+            let services = ["calling", "messaging", "ai_agent", "fax"];
+            let mut w = Wallets::default();
+            let mut log: Vec<LedgerEntry> = Vec::new();
+            let r = recharge(5, 3);
+            for (i, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Grant(wi, amount, day) => {
+                        let e = LedgerEntry { reference: format!("g{i}"), ..grant(wallets[wi as usize], 0, "", day) };
+                        let e = LedgerEntry { amount: Decimal::new(amount, 6), ..e };
+                        w.apply(&e, (0, i));
+                        log.push(e);
+                    }
+                    Op::Charge(si, cost) => {
+                        let cost = Decimal::new(cost, 6);
+                        let entries = w.charge("company", services[si as usize], cost, t(1), &format!("u{i}"), Some(&r));
+                        let debited: Decimal = entries.iter().filter(|e| e.kind == EntryKind::Debit).map(|e| -e.amount).sum();
+                        prop_assert_eq!(debited, cost);
+                        log.extend(entries);
+                    }
+                    Op::Expire(day) => log.extend(w.expire(t(day))),
+                    Op::Purchase(amount) => {
+                        let e = LedgerEntry { at: t(1), scope: "company".into(), wallet: UNIVERSAL.into(), kind: EntryKind::Purchase, amount: Decimal::new(amount, 6), reference: format!("p{i}"), expires_at: None };
+                        w.apply(&e, (0, 0));
+                        log.push(e);
+                    }
+                }
+                for wallet in wallets {
+                    prop_assert!(w.balance("company", wallet) >= Decimal::ZERO, "{} went negative", wallet);
+                }
+            }
+            let mut sums: BTreeMap<String, Decimal> = BTreeMap::new();
+            for e in &log {
+                *sums.entry(e.wallet.clone()).or_default() += e.amount;
+            }
+            for (wallet, sum) in &sums {
+                prop_assert_eq!(w.balance("company", wallet), *sum);
+            }
+            let ranks: BTreeMap<String, GrantRank> = log.iter().enumerate().map(|(i, e)| (e.reference.clone(), (0, i))).collect();
+            let refold = Wallets::fold(&log, &|r| ranks.get(r).copied().unwrap_or((0, 0)));
+            for (wallet, sum) in &sums {
+                prop_assert_eq!(refold.balance("company", wallet), *sum);
+            }
+        }
+    }
+}

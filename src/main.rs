@@ -87,6 +87,15 @@ enum Command {
         #[arg(long = "into")]
         into: Option<String>,
     },
+    /// Show each wallet's committed, spent and available credits, per scope.
+    PlanUsage {
+        /// The company.
+        #[arg(long)]
+        company: String,
+        /// The instant (RFC 3339); default now.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
     /// Write the files of a replay from the database as it stands.
     Dump {
         /// Where to write the files.
@@ -236,6 +245,22 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 Ok(if rejected > 0 || !report.failed.is_empty() { EXIT_PARTIAL } else { EXIT_OK })
             })
         }
+        Command::PlanUsage { company, as_of } => {
+            let as_of = match as_of {
+                Some(s) => parse_instant("as-of", &s)?,
+                None => wall(),
+            };
+            let store = connect(&cli.database).await?;
+            with_store!(&store, s => {
+                let world = s.world().await?;
+                let Some(c) = world.companies.get(&company) else {
+                    return Err(Failure::Input(format!("--company: unknown company {company:?}")));
+                };
+                let rows = jobs::plan_usage(s, &world, &company, as_of).await?;
+                print!("{}", plan_usage_table(&rows, &c.currency));
+                Ok(EXIT_OK)
+            })
+        }
         Command::Dump { out, company } => {
             let store = connect(&cli.database).await?;
             with_store!(&store, s => {
@@ -244,6 +269,54 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             })
         }
     }
+}
+
+/// The plan usage view as an aligned text table.
+fn plan_usage_table(
+    rows: &[billrun::domain::wallets::PlanUsage],
+    currency: &billrun::domain::money::Currency,
+) -> String {
+    let money = |d: Option<rust_decimal::Decimal>| {
+        d.map(|d| currency.format_amount(d))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut table = vec![
+        ["scope", "wallet", "committed", "spent", "available", "used"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for r in rows {
+        table.push(vec![
+            r.scope.clone(),
+            r.wallet.clone(),
+            money(r.committed),
+            money(r.spent),
+            money(Some(r.available)),
+            r.used_percent()
+                .map(|p| format!("{p}%"))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &table {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i < 2 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// `load`: a folder with a scenario is validated whole and recorded; a folder with only

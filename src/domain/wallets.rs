@@ -112,6 +112,7 @@ struct LiveGrant {
     scope: String,
     wallet: String,
     reference: String,
+    amount: Decimal,
     remaining: Decimal,
     expires_at: DateTime<Utc>,
     rank: GrantRank,
@@ -153,6 +154,7 @@ impl Wallets {
                     scope: e.scope.clone(),
                     wallet: e.wallet.clone(),
                     reference: e.reference.clone(),
+                    amount: e.amount,
                     remaining: e.amount,
                     expires_at: e.expires_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
                     rank,
@@ -299,10 +301,125 @@ impl Wallets {
     }
 }
 
+/// One line of the plan usage view: what a wallet of a scope was given, has spent and still
+/// holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanUsage {
+    /// `company` or an office id.
+    pub scope: String,
+    /// The wallet.
+    pub wallet: String,
+    /// Credits of the grants live at the instant (`None` for `universal`).
+    pub committed: Option<Decimal>,
+    /// What those grants have paid for.
+    pub spent: Option<Decimal>,
+    /// The wallet's balance.
+    pub available: Decimal,
+}
+
+impl PlanUsage {
+    /// Spent as a percentage of committed, to one decimal.
+    pub fn used_percent(&self) -> Option<Decimal> {
+        match (self.committed, self.spent) {
+            (Some(c), Some(s)) if !c.is_zero() => {
+                Some((s * Decimal::ONE_HUNDRED / c).round_dp_with_strategy(
+                    1,
+                    rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Wallets {
+    /// The plan usage of every wallet at `at`: granted wallets from their live grants, and
+    /// `universal` by balance; scopes in file order, then wallet.
+    pub fn plan_usage(&self, at: DateTime<Utc>) -> Vec<PlanUsage> {
+        let mut rows: BTreeMap<((bool, String), String), PlanUsage> = BTreeMap::new();
+        for g in self.grants.iter().filter(|g| g.expires_at > at) {
+            let row = rows
+                .entry(((g.scope != "company", g.scope.clone()), g.wallet.clone()))
+                .or_insert_with(|| PlanUsage {
+                    scope: g.scope.clone(),
+                    wallet: g.wallet.clone(),
+                    committed: Some(Decimal::ZERO),
+                    spent: Some(Decimal::ZERO),
+                    available: Decimal::ZERO,
+                });
+            row.committed = row.committed.map(|c| c + g.amount);
+            row.spent = row.spent.map(|s| s + g.amount - g.remaining);
+            row.available += g.remaining;
+        }
+        for ((scope, wallet), balance) in &self.balances {
+            if wallet == UNIVERSAL {
+                rows.insert(
+                    ((scope != "company", scope.clone()), wallet.clone()),
+                    PlanUsage {
+                        scope: scope.clone(),
+                        wallet: wallet.clone(),
+                        committed: None,
+                        spent: None,
+                        available: *balance,
+                    },
+                );
+            }
+        }
+        rows.into_values().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn plan_usage_shows_committed_spent_and_available() {
+        let mut w = Wallets::default();
+        w.apply(
+            &grant("allowance:calling", 10, "allowance:calling@2026-03-01", 31),
+            (0, 0),
+        );
+        w.apply(&grant("telephony", 40, "tel@2026-03-01", 31), (1, 0));
+        w.charge("company", "calling", Decimal::from(13), t(5), "c-1", None);
+        w.charge("company", "ai_agent", Decimal::from(2), t(5), "a-1", None);
+        let rows = w.plan_usage(t(6));
+        let view: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.wallet.as_str(),
+                    r.committed,
+                    r.spent,
+                    r.available,
+                    r.used_percent(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                (
+                    "allowance:calling",
+                    Some(Decimal::from(10)),
+                    Some(Decimal::from(10)),
+                    Decimal::ZERO,
+                    Some(Decimal::from(100))
+                ),
+                (
+                    "telephony",
+                    Some(Decimal::from(40)),
+                    Some(Decimal::from(3)),
+                    Decimal::from(37),
+                    Some(Decimal::new(75, 1))
+                ),
+                ("universal", None, None, Decimal::from(-2), None),
+            ]
+        );
+        // After the grants end, only universal remains.
+        assert_eq!(w.plan_usage(t(31)).len(), 1);
+    }
 
     fn t(day: u32) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(&format!("2026-03-{day:02}T00:00:00Z"))

@@ -13,10 +13,10 @@ use crate::domain::invoice::{
 };
 use crate::domain::model::{Billing, BundleKind, Company, CreditSharing, Event, World};
 use crate::domain::usage::{Rating, Usage};
-use crate::domain::wallets::{EntryKind, GrantRank, LedgerEntry, Wallets};
+use crate::domain::wallets::{EntryKind, LedgerEntry};
 use crate::store::{CardCharge, StepEffects, StepRun, Store};
 
-use super::history::{account, book_as_of, price_list};
+use super::history::{account, book_as_of, price_list, wallets_before};
 
 /// The steps of a close, in the order they run.
 pub const STEPS: [&str; 5] = ["rate", "expire", "apply-removals", "invoice", "grant"];
@@ -32,45 +32,6 @@ pub struct CloseReport {
     pub completed: usize,
     /// Steps found already completed (by an earlier or concurrent run).
     pub skipped: usize,
-}
-
-/// Where a grant sorts in an expiry step: allowances before bundles, each in scenario order.
-fn grant_rank(world: &World, company: &str, reference: &str) -> GrantRank {
-    let name = reference.split('@').next().unwrap_or(reference);
-    if let Some(service) = name.strip_prefix("allowance:") {
-        let i = world
-            .allowances
-            .iter()
-            .filter(|a| a.company == company)
-            .position(|a| a.service == service);
-        (0, i.unwrap_or(usize::MAX))
-    } else {
-        let i = world
-            .bundles
-            .iter()
-            .filter(|b| b.company == company)
-            .position(|b| b.id == name);
-        (1, i.unwrap_or(usize::MAX))
-    }
-}
-
-/// The company's wallets from its ledger entries made for instants before `before`.
-async fn wallets_before<S: Store>(
-    store: &S,
-    world: &World,
-    company: &Company,
-    before: DateTime<Utc>,
-) -> anyhow::Result<(Wallets, Vec<LedgerEntry>)> {
-    let entries: Vec<LedgerEntry> = store
-        .ledger(Some(&company.id))
-        .await?
-        .into_iter()
-        .map(|r| r.entry)
-        .collect();
-    let wallets = Wallets::fold(entries.iter().filter(|e| e.at < before), &|r| {
-        grant_rank(world, &company.id, r)
-    });
-    Ok((wallets, entries))
 }
 
 /// The wallet scope that pays for a usage row.

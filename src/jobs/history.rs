@@ -8,6 +8,8 @@ use crate::domain::account::Account;
 use crate::domain::invoice::{PriceCorrection, PriceList};
 use crate::domain::licenses::LicenseBook;
 use crate::domain::model::{Company, Event, EventKind, World};
+use crate::domain::wallets::{GrantRank, LedgerEntry, Wallets};
+use crate::store::Store;
 
 /// A company's license book at load, before any event.
 pub fn opening_book(world: &World, company: &Company) -> LicenseBook {
@@ -132,4 +134,43 @@ impl Holdings {
             .find(|(t, _)| *t <= at)
             .and_then(|(_, p)| p.as_deref())
     }
+}
+
+/// Where a grant sorts in an expiry step: allowances before bundles, each in scenario order.
+fn grant_rank(world: &World, company: &str, reference: &str) -> GrantRank {
+    let name = reference.split('@').next().unwrap_or(reference);
+    if let Some(service) = name.strip_prefix("allowance:") {
+        let i = world
+            .allowances
+            .iter()
+            .filter(|a| a.company == company)
+            .position(|a| a.service == service);
+        (0, i.unwrap_or(usize::MAX))
+    } else {
+        let i = world
+            .bundles
+            .iter()
+            .filter(|b| b.company == company)
+            .position(|b| b.id == name);
+        (1, i.unwrap_or(usize::MAX))
+    }
+}
+
+/// The company's wallets from its ledger entries made for instants before `before`.
+pub async fn wallets_before<S: Store>(
+    store: &S,
+    world: &World,
+    company: &Company,
+    before: DateTime<Utc>,
+) -> anyhow::Result<(Wallets, Vec<LedgerEntry>)> {
+    let entries: Vec<LedgerEntry> = store
+        .ledger(Some(&company.id))
+        .await?
+        .into_iter()
+        .map(|r| r.entry)
+        .collect();
+    let wallets = Wallets::fold(entries.iter().filter(|e| e.at < before), &|r| {
+        grant_rank(world, &company.id, r)
+    });
+    Ok((wallets, entries))
 }

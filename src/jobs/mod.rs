@@ -18,6 +18,29 @@ use crate::store::Store;
 pub use close::{Clock, STEPS};
 pub use history::book_as_of;
 
+use crate::domain::wallets::PlanUsage;
+
+/// The plan usage of a company at `at` (§ plan usage view): every wallet of every scope.
+pub async fn plan_usage<S: Store>(
+    store: &S,
+    world: &World,
+    company: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Vec<PlanUsage>> {
+    let company = world
+        .companies
+        .get(company)
+        .ok_or_else(|| anyhow::anyhow!("unknown company {company}"))?;
+    let (wallets, _) = history::wallets_before(
+        store,
+        world,
+        company,
+        at + chrono::Duration::microseconds(1),
+    )
+    .await?;
+    Ok(wallets.plan_usage(at))
+}
+
 /// Which work `run_due` may do.
 #[derive(Debug, Clone, Default)]
 pub struct DueFilter {

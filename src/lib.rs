@@ -5,6 +5,7 @@
 
 pub mod domain;
 pub mod export;
+pub mod failpoint;
 pub mod fixture;
 pub mod jobs;
 pub mod store;

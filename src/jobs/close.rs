@@ -282,6 +282,7 @@ pub async fn close_boundary<S: Store>(
             boundary: grid.boundary_date(k),
             started_at,
             finished_at: clock(),
+            lease: None,
         };
         if store.commit_step(&run, &effects).await? {
             report.completed += 1;

@@ -79,6 +79,43 @@ pub struct CardCharge {
     pub reference: String,
 }
 
+/// A company taken for closing by one process: the fence it raised and how long it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The holder's token (host, process, start).
+    pub owner: String,
+    /// The fencing token: raised by every take-over.
+    pub fence: i64,
+    /// Each step commit extends the lease to this many microseconds after its wall clock.
+    pub ttl_micros: i64,
+}
+
+/// A step's commit was refused: another process took the company over after this one's lease
+/// ran out, so this one's late writes must not land.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("lease on {company} was taken over by another instance: this run's writes are refused")]
+pub struct Fenced {
+    /// The company.
+    pub company: String,
+}
+
+/// A failed attempt at a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    /// The step.
+    pub job: String,
+    /// The company.
+    pub company: String,
+    /// Boundary index.
+    pub boundary_index: u32,
+    /// Boundary local date.
+    pub boundary: NaiveDate,
+    /// What went wrong.
+    pub error: String,
+    /// Wall-clock time of the failure.
+    pub failed_at: DateTime<Utc>,
+}
+
 /// A step of one (company, boundary) and when it ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRun {
@@ -96,6 +133,8 @@ pub struct StepRun {
     pub started_at: DateTime<Utc>,
     /// Wall-clock end of the computation.
     pub finished_at: DateTime<Utc>,
+    /// The lease the step runs under; `None` for a single-process replay.
+    pub lease: Option<Lease>,
 }
 
 /// What a step writes, committed together with its completion.
@@ -193,8 +232,28 @@ pub trait Store {
     async fn completed_steps(&self) -> anyhow::Result<Vec<(String, u32, String)>>;
 
     /// Claims a step and, if nobody completed it before, writes its effects and its completion
-    /// in one transaction. Returns false (writing nothing) when it was already done.
+    /// in one transaction. Returns false (writing nothing) when it was already done; fails with
+    /// [`Fenced`] (writing nothing) when the run's lease was taken over.
     async fn commit_step(&self, run: &StepRun, effects: &StepEffects) -> anyhow::Result<bool>;
+
+    /// Takes `company` for `owner` until `until` if nobody else holds it past `now`, raising
+    /// the fence; `None` when another live holder has it.
+    async fn acquire_lease(
+        &self,
+        company: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<Option<i64>>;
+
+    /// Gives a company back, if this lease still holds it.
+    async fn release_lease(&self, company: &str, owner: &str, fence: i64) -> anyhow::Result<()>;
+
+    /// Records a failed attempt at a step.
+    async fn record_failure(&self, failure: &StepFailure) -> anyhow::Result<()>;
+
+    /// Every failed attempt, oldest first.
+    async fn failures(&self) -> anyhow::Result<Vec<StepFailure>>;
 
     /// Every issued document with its lines.
     async fn documents(&self) -> anyhow::Result<Vec<Document>>;

@@ -517,6 +517,19 @@ macro_rules! sql_store {
                     tx.rollback().await?;
                     return Ok(false);
                 }
+                if let Some(lease) = &run.lease {
+                    let held = sqlx::query(
+                        "UPDATE company_leases SET lease_until = $4 WHERE company_id = $1 AND owner = $2 AND fence = $3",
+                    )
+                    .bind(&run.company).bind(&lease.owner).bind(lease.fence)
+                    .bind(codec::instant(run.finished_at) + lease.ttl_micros)
+                    .execute(&mut *tx).await?
+                    .rows_affected();
+                    if held == 0 {
+                        tx.rollback().await?;
+                        return Err($crate::store::Fenced { company: run.company.clone() }.into());
+                    }
+                }
                 for r in &effects.removals {
                     sqlx::query("INSERT INTO license_removals (company_id, boundary_index, office_id, product, quantity) VALUES ($1, $2, $3, $4, $5)")
                         .bind(&run.company).bind(i64::from(r.boundary)).bind(&r.pool.0).bind(&r.pool.1).bind(r.removed)
@@ -556,8 +569,69 @@ macro_rules! sql_store {
                     qb.build().execute(&mut *tx).await?;
                 }
                 Self::insert_card_charges(&mut tx, &effects.card_charges).await?;
+                $crate::failpoint::hit(&format!("commit:{}", run.job));
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn acquire_lease(
+                &self,
+                company: &str,
+                owner: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                until: chrono::DateTime<chrono::Utc>,
+            ) -> anyhow::Result<Option<i64>> {
+                use $crate::store::codec;
+                let mut tx = self.begin_write().await?;
+                let fence: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO company_leases (company_id, owner, fence, lease_until) VALUES ($1, $2, 1, $4) \
+                     ON CONFLICT (company_id) DO UPDATE SET owner = excluded.owner, \
+                     fence = company_leases.fence + 1, lease_until = excluded.lease_until \
+                     WHERE company_leases.lease_until <= $3 OR company_leases.owner = excluded.owner \
+                     RETURNING fence",
+                )
+                .bind(company).bind(owner).bind(codec::instant(now)).bind(codec::instant(until))
+                .fetch_optional(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(fence)
+            }
+
+            async fn release_lease(&self, company: &str, owner: &str, fence: i64) -> anyhow::Result<()> {
+                sqlx::query("UPDATE company_leases SET lease_until = 0 WHERE company_id = $1 AND owner = $2 AND fence = $3")
+                    .bind(company).bind(owner).bind(fence)
+                    .execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn record_failure(&self, f: &$crate::store::StepFailure) -> anyhow::Result<()> {
+                use $crate::store::codec;
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO job_failures (company_id, boundary_index, boundary_date, job, error, failed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&f.company).bind(i64::from(f.boundary_index)).bind(codec::date(f.boundary))
+                .bind(&f.job).bind(&f.error).bind(codec::instant(f.failed_at))
+                .execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn failures(&self) -> anyhow::Result<Vec<$crate::store::StepFailure>> {
+                use sqlx::Row as _;
+                use $crate::store::codec;
+                sqlx::query("SELECT company_id, boundary_index, boundary_date, job, error, failed_at FROM job_failures ORDER BY seq")
+                    .fetch_all(&self.pool).await?
+                    .into_iter()
+                    .map(|r| Ok($crate::store::StepFailure {
+                        job: r.try_get("job")?,
+                        company: r.try_get("company_id")?,
+                        boundary_index: codec::index(r.try_get("boundary_index")?)?,
+                        boundary: codec::parse_date(&r.try_get::<String, _>("boundary_date")?)?,
+                        error: r.try_get("error")?,
+                        failed_at: codec::at(r.try_get("failed_at")?)?,
+                    }))
+                    .collect()
             }
 
             async fn documents(&self) -> anyhow::Result<Vec<$crate::domain::invoice::Document>> {

@@ -123,6 +123,7 @@ async fn a_step_is_committed_once_with_its_effects() {
                 boundary: NaiveDate::from_ymd_opt(2026, 2, 28).unwrap(),
                 started_at: t("2026-02-27T23:00:00Z"),
                 finished_at: t("2026-02-27T23:00:01Z"),
+                lease: None,
             };
             let effects = StepEffects { items: 2, document: Some(sample_document()), ..Default::default() };
             assert!(s.commit_step(&run, &effects).await.unwrap(), "{}", db.backend);
@@ -167,6 +168,7 @@ async fn concurrent_commits_of_one_step_write_once() {
                     boundary: NaiveDate::from_ymd_opt(2026, 2, 28).unwrap(),
                     started_at: t("2026-02-27T23:00:00Z") + chrono::Duration::seconds(i),
                     finished_at: t("2026-02-27T23:00:01Z"),
+                    lease: None,
                 };
                 let effects = StepEffects {
                     document: Some(sample_document()),

@@ -206,3 +206,66 @@ fn database_passwords_never_reach_the_output() {
     assert!(!all.contains("hunter2"), "{all}");
     assert!(all.contains("bill:***@127.0.0.1"), "{all}");
 }
+
+/// A rejected usage row does not claim its id: once the feed sends it fixed, it is accepted
+/// and rated by the next close; sending the same row again changes nothing.
+#[test]
+fn a_rejected_usage_row_is_rated_once_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    billrun()
+        .args(["--database", &url, "load"])
+        .arg(fixture("rating"))
+        .assert()
+        .code(3);
+    let feed = dir.path().join("feed");
+    std::fs::create_dir(&feed).unwrap();
+    let header = std::fs::read_to_string(fixture("rating").join("usage.csv")).unwrap();
+    let header = header
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches('\u{feff}')
+        .to_string();
+    std::fs::write(
+        feed.join("usage.csv"),
+        format!("{header}\nx04,2026-03-17T09:00:00Z,rco,hq,sue,calling,local,outbound,+12125550307,+12125550202,5,,,,,,2026-03-18T00:00:00Z\n"),
+    )
+    .unwrap();
+    billrun()
+        .args(["--database", &url, "load"])
+        .arg(&feed)
+        .assert()
+        .success();
+    billrun()
+        .args(["--database", &url, "load"])
+        .arg(&feed)
+        .assert()
+        .success();
+    billrun()
+        .args([
+            "--database",
+            &url,
+            "run-due",
+            "--as-of",
+            "2026-04-01T00:00:00Z",
+        ])
+        .assert()
+        .success();
+    let out = dir.path().join("out");
+    billrun()
+        .args(["--database", &url, "dump", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let records = csv_rows(&out.join("usage_records.csv"));
+    let fixed: Vec<_> = records.iter().filter(|r| r[0] == "x04").collect();
+    assert_eq!(fixed.len(), 1, "{records:?}");
+    assert_eq!(fixed[0][9], "60", "5 s billed as one 60/60 minute");
+    let rejections = csv_rows(&out.join("rejections.csv"));
+    assert_eq!(
+        rejections.iter().filter(|r| r[2] == "x04").count(),
+        1,
+        "only the original rejection"
+    );
+}

@@ -8,4 +8,6 @@ pub mod export;
 pub mod failpoint;
 pub mod fixture;
 pub mod jobs;
+pub mod scheduler;
 pub mod store;
+pub mod synthetic;

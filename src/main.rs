@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use billrun::fixture::{Fixture, LoadError};
 use billrun::jobs::{
-    self, DueFilter, ingest::ingest_events, replay::replay, usage_intake::ingest_usage,
+    self, DueOptions, ingest::ingest_events, replay::replay, usage_intake::ingest_usage,
 };
 use billrun::store::{AnyStore, SqliteStore, Store, redact_url};
 use billrun::{export, with_store};
@@ -72,6 +72,27 @@ enum Command {
         /// Only this company.
         #[arg(long)]
         company: Option<String>,
+        /// Only this step (rate, expire, apply-removals, invoice, grant).
+        #[arg(long)]
+        job: Option<String>,
+        /// How long a company stays leased to this run without renewal.
+        #[arg(long, default_value_t = 300)]
+        lease_seconds: u64,
+    },
+    /// The daemon: wake on the schedule, run due work, stop cleanly on SIGTERM or SIGINT.
+    Schedule {
+        /// The schedule file.
+        #[arg(long, default_value = "jobs/schedule.toml")]
+        config: PathBuf,
+    },
+    /// Closed and pending boundaries, parked companies and their errors.
+    Status {
+        /// Only this company.
+        #[arg(long)]
+        company: Option<String>,
+        /// The instant (RFC 3339); default now.
+        #[arg(long)]
+        as_of: Option<String>,
     },
     /// Replay a fixture into a fresh database under a simulated clock and write its files.
     Replay {
@@ -86,6 +107,21 @@ enum Command {
         /// Replay into this (empty) database instead of a temporary SQLite file.
         #[arg(long = "into")]
         into: Option<String>,
+    },
+    /// Write a synthetic fixture of any size, for benchmarks.
+    Gen {
+        /// Companies.
+        #[arg(long)]
+        companies: usize,
+        /// Usage rows in all.
+        #[arg(long)]
+        events: usize,
+        /// Where to write the fixture.
+        #[arg(long)]
+        out: PathBuf,
+        /// Random seed: the same seed writes the same files.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Show each wallet's committed, spent and available credits, per scope.
     PlanUsage {
@@ -131,6 +167,9 @@ fn parse_instant(flag: &str, s: &str) -> Result<DateTime<Utc>, Failure> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Ok(point) = std::env::var("BILLRUN_FAILPOINT") {
+        billrun::failpoint::arm(point);
+    }
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -187,7 +226,70 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let store = connect(&cli.database).await?;
             with_store!(&store, s => load(s, &fixture).await)
         }
-        Command::RunDue { as_of, company } => {
+        Command::RunDue {
+            as_of,
+            company,
+            job,
+            lease_seconds,
+        } => {
+            let as_of = match as_of {
+                Some(s) => parse_instant("as-of", &s)?,
+                None => wall(),
+            };
+            if let Some(j) = &job
+                && !jobs::STEPS.contains(&j.as_str())
+            {
+                return Err(Failure::Input(format!(
+                    "--job: unknown job {j:?} (one of {})",
+                    jobs::STEPS.join(", ")
+                )));
+            }
+            let store = connect(&cli.database).await?;
+            with_store!(&store, s => {
+                s.migrate().await?;
+                let world = s.world().await?;
+                if let Some(c) = &company
+                    && !world.companies.contains_key(c)
+                {
+                    return Err(Failure::Input(format!("--company: unknown company {c:?}")));
+                }
+                let options = DueOptions {
+                    company,
+                    companies: None,
+                    job,
+                    last_boundary: None,
+                    lease: Some(lease_config(lease_seconds)),
+                    progress: Some(progress_bar()),
+                };
+                let report = jobs::run_due(s, &world, as_of, &options, &wall).await?;
+                Ok(report_due(&report))
+            })
+        }
+        Command::Schedule { config } => {
+            let src = std::fs::read_to_string(&config)
+                .map_err(|e| Failure::Input(format!("{}: {e}", config.display())))?;
+            let schedule = billrun::scheduler::parse_config(&config.display().to_string(), &src)?;
+            let store = connect(&cli.database).await?;
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            spawn_signal_handler(shutdown.clone());
+            with_store!(&store, s => {
+                s.migrate().await?;
+                let lease = lease_config(schedule.lease.as_secs());
+                billrun::scheduler::run(&schedule, shutdown, || {
+                    let lease = lease.clone();
+                    async move {
+                        let world = s.world().await?;
+                        let options = DueOptions { lease: Some(lease), ..Default::default() };
+                        let report = jobs::run_due(s, &world, wall(), &options, &wall).await?;
+                        report_due(&report);
+                        Ok(())
+                    }
+                })
+                .await?;
+                Ok(EXIT_OK)
+            })
+        }
+        Command::Status { company, as_of } => {
             let as_of = match as_of {
                 Some(s) => parse_instant("as-of", &s)?,
                 None => wall(),
@@ -201,13 +303,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 {
                     return Err(Failure::Input(format!("--company: unknown company {c:?}")));
                 }
-                let filter = DueFilter { company, last_boundary: None };
-                let report = jobs::run_due(s, &world, as_of, &filter, &wall).await?;
-                tracing::info!(boundaries = report.closed.len(), steps = report.steps, "run-due finished");
-                for (company, error) in &report.failed {
-                    tracing::error!(company = %company, "{error}");
-                }
-                Ok(if report.failed.is_empty() { EXIT_OK } else { EXIT_PARTIAL })
+                let rows = jobs::status::status(s, &world, as_of, company.as_deref()).await?;
+                let rejections = s.rejections().await?.len();
+                print!("{}", status_text(&rows, rejections));
+                Ok(if rows.iter().any(|r| !r.parked.is_empty()) { EXIT_PARTIAL } else { EXIT_OK })
             })
         }
         Command::Replay {
@@ -245,6 +344,23 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 Ok(if rejected > 0 || !report.failed.is_empty() { EXIT_PARTIAL } else { EXIT_OK })
             })
         }
+        Command::Gen {
+            companies,
+            events,
+            out,
+            seed,
+        } => {
+            billrun::synthetic::generate(
+                billrun::synthetic::GenOptions {
+                    companies,
+                    events,
+                    seed,
+                },
+                &out,
+            )?;
+            tracing::info!(companies, events, out = %out.display(), "fixture written");
+            Ok(EXIT_OK)
+        }
         Command::PlanUsage { company, as_of } => {
             let as_of = match as_of {
                 Some(s) => parse_instant("as-of", &s)?,
@@ -269,6 +385,113 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             })
         }
     }
+}
+
+/// This process's lease settings: a token naming host, process and start.
+fn lease_config(seconds: u64) -> jobs::LeaseConfig {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".to_string());
+    jobs::LeaseConfig {
+        owner: format!(
+            "{host}:{}:{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        ),
+        ttl: chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1_000_000)),
+    }
+}
+
+/// A progress bar on a terminal; hidden otherwise, so logs stay plain lines.
+fn progress_bar() -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} companies {elapsed}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+/// Logs what a run did and picks the exit status.
+fn report_due(report: &jobs::DueReport) -> u8 {
+    tracing::info!(
+        boundaries = report.closed.len(),
+        steps = report.steps,
+        parked = report.failed.len(),
+        busy = report.busy.len(),
+        "run-due finished"
+    );
+    for company in &report.busy {
+        tracing::info!(company = %company, "held by another instance; left to it");
+    }
+    for (company, error) in &report.failed {
+        tracing::error!(company = %company, "parked: {error}");
+    }
+    if report.failed.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    }
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+fn spawn_signal_handler(token: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cannot listen for SIGTERM: {e}");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        }
+        token.cancel();
+    });
+}
+
+/// The status report as text.
+fn status_text(rows: &[jobs::status::CompanyStatus], rejections: usize) -> String {
+    let mut out = String::from("company  closed through  pending  next boundary\n");
+    for r in rows {
+        let closed = r.closed_through.map_or("-".to_string(), |d| d.to_string());
+        out.push_str(&format!(
+            "{}  {closed}  {}  {}\n",
+            r.company,
+            r.pending.len(),
+            r.next
+        ));
+    }
+    let parked: Vec<_> = rows.iter().flat_map(|r| &r.parked).collect();
+    if parked.is_empty() {
+        out.push_str("parked: none\n");
+    } else {
+        out.push_str("parked (retried by the next run):\n");
+        for f in parked {
+            out.push_str(&format!(
+                "  {} {} {} at {}: {}\n",
+                f.company,
+                f.boundary,
+                f.job,
+                f.failed_at.to_rfc3339(),
+                f.error
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "rejected items: {rejections} (see rejections.csv from `billrun dump`)\n"
+    ));
+    out.push_str("email queue: usage emails are not part of this version\n");
+    out
 }
 
 /// The plan usage view as an aligned text table.

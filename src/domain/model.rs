@@ -249,27 +249,83 @@ pub struct World {
     pub allowances: Vec<Allowance>,
     /// The rate card, in scenario order.
     pub rates: Vec<Rate>,
+    index: WorldIndex,
+}
+
+/// Positions in the lists of `World`, per company, so that per-row look-ups don't scan every
+/// company's data. Built by [`World::indexed`]; until then look-ups scan.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct WorldIndex {
+    built: bool,
+    offices: BTreeMap<String, Vec<usize>>,
+    parties: BTreeMap<String, Vec<usize>>,
+    pools: BTreeMap<String, Vec<usize>>,
+    party_by_id: BTreeMap<String, usize>,
 }
 
 impl World {
+    /// The world with its per-company index built; call once the lists are complete.
+    pub fn indexed(mut self) -> World {
+        let mut index = WorldIndex {
+            built: true,
+            ..Default::default()
+        };
+        for (i, o) in self.offices.iter().enumerate() {
+            index.offices.entry(o.company.clone()).or_default().push(i);
+        }
+        for (i, p) in self.parties.iter().enumerate() {
+            index.parties.entry(p.company.clone()).or_default().push(i);
+            index.party_by_id.insert(p.id.clone(), i);
+        }
+        for (i, p) in self.pools.iter().enumerate() {
+            index.pools.entry(p.company.clone()).or_default().push(i);
+        }
+        self.index = index;
+        self
+    }
+
+    fn of<'a, T>(
+        &'a self,
+        list: &'a [T],
+        index: &'a BTreeMap<String, Vec<usize>>,
+        company: &'a str,
+        owner: fn(&T) -> &str,
+    ) -> Box<dyn Iterator<Item = &'a T> + 'a> {
+        if self.index.built {
+            Box::new(
+                index
+                    .get(company)
+                    .into_iter()
+                    .flatten()
+                    .map(move |&i| &list[i]),
+            )
+        } else {
+            Box::new(list.iter().filter(move |x| owner(x) == company))
+        }
+    }
+
     /// The offices of a company.
     pub fn offices_of<'a>(&'a self, company: &'a str) -> impl Iterator<Item = &'a Office> + 'a {
-        self.offices.iter().filter(move |o| o.company == company)
+        self.of(&self.offices, &self.index.offices, company, |o| &o.company)
     }
 
     /// The users and groups of a company.
     pub fn parties_of<'a>(&'a self, company: &'a str) -> impl Iterator<Item = &'a Party> + 'a {
-        self.parties.iter().filter(move |p| p.company == company)
+        self.of(&self.parties, &self.index.parties, company, |p| &p.company)
     }
 
     /// The pools of a company at load.
     pub fn pools_of<'a>(&'a self, company: &'a str) -> impl Iterator<Item = &'a InitialPool> + 'a {
-        self.pools.iter().filter(move |p| p.company == company)
+        self.of(&self.pools, &self.index.pools, company, |p| &p.company)
     }
 
     /// Finds a user or group.
     pub fn party(&self, id: &str) -> Option<&Party> {
-        self.parties.iter().find(|p| p.id == id)
+        if self.index.built {
+            self.index.party_by_id.get(id).map(|&i| &self.parties[i])
+        } else {
+            self.parties.iter().find(|p| p.id == id)
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::domain::invoice::{
 use crate::domain::model::{Billing, BundleKind, Company, CreditSharing, Event, World};
 use crate::domain::usage::{Rating, Usage};
 use crate::domain::wallets::{EntryKind, LedgerEntry};
-use crate::store::{CardCharge, StepEffects, StepRun, Store};
+use crate::store::{CardCharge, Lease, StepEffects, StepRun, Store};
 
 use super::history::{account, book_as_of, price_list, wallets_before};
 
@@ -32,6 +32,8 @@ pub struct CloseReport {
     pub completed: usize,
     /// Steps found already completed (by an earlier or concurrent run).
     pub skipped: usize,
+    /// Every step of the boundary now known to be done, in order.
+    pub done: Vec<&'static str>,
 }
 
 /// The wallet scope that pays for a usage row.
@@ -254,8 +256,20 @@ async fn step_effects<S: Store>(
     Ok(effects)
 }
 
-/// Runs the steps of boundary `k` of `company` that are not `done` yet, in order.
+/// A step that failed, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("step {job}: {source:#}")]
+pub struct StepError {
+    /// The step.
+    pub job: &'static str,
+    /// What went wrong.
+    pub source: anyhow::Error,
+}
+
+/// Runs, in order, the steps of boundary `k` of `company` that `wanted` selects and that are
+/// not `done` yet, under `lease` if given. A step runs only once every step before it is done.
 /// `events` are the company's accepted events.
+#[allow(clippy::too_many_arguments)]
 pub async fn close_boundary<S: Store>(
     store: &S,
     world: &World,
@@ -263,17 +277,28 @@ pub async fn close_boundary<S: Store>(
     events: &[Event],
     k: u32,
     done: &dyn Fn(&str) -> bool,
+    wanted: &dyn Fn(&str) -> bool,
+    lease: Option<&Lease>,
     clock: Clock<'_>,
-) -> anyhow::Result<CloseReport> {
+) -> Result<CloseReport, StepError> {
     let grid = company.grid();
     let mut report = CloseReport::default();
     for job in STEPS {
         if done(job) {
             report.skipped += 1;
+            report.done.push(job);
             continue;
         }
+        if !wanted(job) {
+            // A later step may not run before this one.
+            break;
+        }
         let started_at = clock();
-        let effects = step_effects(store, world, company, events, k, job).await?;
+        let fail = |source: anyhow::Error| StepError { job, source };
+        let effects = step_effects(store, world, company, events, k, job)
+            .await
+            .map_err(fail)?;
+        crate::failpoint::hit(&format!("before-commit:{job}"));
         let run = StepRun {
             job,
             company: company.id.clone(),
@@ -282,13 +307,15 @@ pub async fn close_boundary<S: Store>(
             boundary: grid.boundary_date(k),
             started_at,
             finished_at: clock(),
-            lease: None,
+            lease: lease.cloned(),
         };
-        if store.commit_step(&run, &effects).await? {
+        if store.commit_step(&run, &effects).await.map_err(fail)? {
             report.completed += 1;
         } else {
             report.skipped += 1;
         }
+        report.done.push(job);
+        crate::failpoint::hit(&format!("after-commit:{job}"));
     }
     Ok(report)
 }

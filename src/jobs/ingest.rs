@@ -154,10 +154,5 @@ pub async fn ingest_events<S: Store>(
 
 /// For each company, the latest boundary whose close has started (any step completed).
 async fn closed_through<S: Store>(store: &S) -> anyhow::Result<BTreeMap<String, u32>> {
-    let mut closed: BTreeMap<String, u32> = BTreeMap::new();
-    for (company, k, _) in store.completed_steps().await? {
-        let entry = closed.entry(company).or_insert(k);
-        *entry = (*entry).max(k);
-    }
-    Ok(closed)
+    Ok(store.latest_closes().await?.into_iter().collect())
 }

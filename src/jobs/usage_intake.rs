@@ -200,6 +200,10 @@ pub async fn ingest_usage<S: Store>(
     let ids: Vec<String> = rows.iter().map(|r| r.get("id").to_string()).collect();
     let mut accepted: BTreeMap<String, String> =
         store.usage_contents(&ids).await?.into_iter().collect();
+    let mut events: BTreeMap<String, Vec<crate::domain::model::Event>> = BTreeMap::new();
+    for e in store.accepted_events(None).await? {
+        events.entry(e.company.clone()).or_default().push(e);
+    }
     let mut holdings: BTreeMap<String, Holdings> = BTreeMap::new();
     let mut batch = UsageBatch::default();
     for row in rows {

@@ -231,6 +231,13 @@ pub trait Store {
     /// Every step that completed: (company, boundary index, job).
     async fn completed_steps(&self) -> anyhow::Result<Vec<(String, u32, String)>>;
 
+    /// For these companies, the completed steps of their latest fully closed boundary and of
+    /// every later one: what `run_due` needs to know where each company stands.
+    async fn open_steps(&self, companies: &[String]) -> anyhow::Result<Vec<(String, u32, String)>>;
+
+    /// For each company with a completed step, the latest boundary index with one.
+    async fn latest_closes(&self) -> anyhow::Result<Vec<(String, u32)>>;
+
     /// Claims a step and, if nobody completed it before, writes its effects and its completion
     /// in one transaction. Returns false (writing nothing) when it was already done; fails with
     /// [`Fenced`] (writing nothing) when the run's lease was taken over.

@@ -302,7 +302,7 @@ macro_rules! sql_store {
                         increment: increment.map(|s| $crate::fixture::values::increment(&s)).transpose().map_err(anyhow::Error::msg)?,
                     });
                 }
-                Ok(world)
+                Ok(world.indexed())
             }
 
             async fn record_events(&self, batch: &$crate::store::EventBatch) -> anyhow::Result<()> {
@@ -498,6 +498,40 @@ macro_rules! sql_store {
                     .fetch_all(&self.pool).await?
                     .into_iter()
                     .map(|r| Ok((r.try_get("company_id")?, $crate::store::codec::index(r.try_get("boundary_index")?)?, r.try_get("job")?)))
+                    .collect()
+            }
+
+            async fn open_steps(&self, companies: &[String]) -> anyhow::Result<Vec<(String, u32, String)>> {
+                use sqlx::Row as _;
+                let mut out = Vec::new();
+                for chunk in companies.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT j.company_id, j.boundary_index, j.job FROM job_runs j \
+                         WHERE j.status = 'ok' AND j.boundary_index >= COALESCE((SELECT MAX(g.boundary_index) FROM job_runs g \
+                         WHERE g.company_id = j.company_id AND g.job = 'grant' AND g.status = 'ok'), 0) AND j.company_id IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for c in chunk {
+                        sep.push_bind(c.clone());
+                    }
+                    qb.push(")");
+                    for r in qb.build().fetch_all(&self.pool).await? {
+                        out.push((
+                            r.try_get("company_id")?,
+                            $crate::store::codec::index(r.try_get("boundary_index")?)?,
+                            r.try_get("job")?,
+                        ));
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn latest_closes(&self) -> anyhow::Result<Vec<(String, u32)>> {
+                use sqlx::Row as _;
+                sqlx::query("SELECT company_id, MAX(boundary_index) AS k FROM job_runs WHERE status = 'ok' GROUP BY company_id")
+                    .fetch_all(&self.pool).await?
+                    .into_iter()
+                    .map(|r| Ok((r.try_get("company_id")?, $crate::store::codec::index(r.try_get("k")?)?)))
                     .collect()
             }
 

@@ -6,7 +6,7 @@ use billrun::domain::invoice::{Document, DocumentKind, Line, LineKind};
 use billrun::domain::model::Event;
 use billrun::fixture::Fixture;
 use billrun::jobs::ingest::ingest_events;
-use billrun::jobs::{DueFilter, run_due};
+use billrun::jobs::{DueOptions, run_due};
 use billrun::store::{EventBatch, RecordedEvent, StepEffects, StepRun, Store};
 use billrun::with_store;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -209,11 +209,11 @@ async fn close_demo(db: &TestDb, until: DateTime<Utc>, late: bool) -> Vec<Docume
         if !late {
             let mut at = t("2026-01-01T00:00:00Z");
             while at < until {
-                run_due(s, &fx.world, at, &DueFilter::default(), &wall).await.unwrap();
+                run_due(s, &fx.world, at, &DueOptions::default(), &wall).await.unwrap();
                 at += chrono::Duration::hours(13);
             }
         }
-        let report = run_due(s, &fx.world, until, &DueFilter::default(), &wall).await.unwrap();
+        let report = run_due(s, &fx.world, until, &DueOptions::default(), &wall).await.unwrap();
         assert!(report.failed.is_empty(), "{:?}", report.failed);
         s.documents().await.unwrap()
     })

@@ -23,3 +23,4 @@ CREATE TABLE job_failures (
     failed_at       BIGINT NOT NULL
 );
 CREATE INDEX job_failures_by_company ON job_failures (company_id, boundary_index, job);
+CREATE INDEX job_runs_by_job ON job_runs (company_id, job, boundary_index);

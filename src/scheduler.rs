@@ -1,0 +1,223 @@
+//! The daemon: a UTC wake-up that runs due work.
+//!
+//! tokio-cron-scheduler only rings the bell: a fire means "wake up and run what is due", and
+//! the work itself runs here, one run at a time, so the daemon never overlaps itself (fires
+//! during a run collapse into one more run after it). Missed fires while down don't matter:
+//! the next run catches up every due boundary. On shutdown the daemon takes no new work and
+//! lets the running one finish within a grace period; a run cut off then loses only its open
+//! transaction, which rolls back.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use croner::parser::{CronParser, Seconds};
+use serde::Deserialize;
+use tokio::sync::Notify;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+
+use crate::fixture::LoadError;
+
+/// `jobs/schedule.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleConfig {
+    /// When to wake up, in UTC: six fields, seconds first (`0 */5 * * * *`).
+    pub cron: String,
+    /// How long running work may take to finish after SIGTERM or SIGINT.
+    pub grace: Duration,
+    /// How long a company lease lasts without renewal.
+    pub lease: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    cron: String,
+    #[serde(default = "default_grace")]
+    grace_seconds: u64,
+    #[serde(default = "default_lease")]
+    lease_seconds: u64,
+}
+
+fn default_grace() -> u64 {
+    120
+}
+
+fn default_lease() -> u64 {
+    300
+}
+
+/// Checks a cron expression as the scheduler will read it: six fields, seconds first, day of
+/// month AND day of week. The error names the expression and the reason.
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    if expr.split_whitespace().count() != 6 {
+        return Err(format!(
+            "invalid cron expression {expr:?}: expected 6 fields (seconds first, e.g. \"0 */15 * * * *\"), found {}",
+            expr.split_whitespace().count()
+        ));
+    }
+    CronParser::builder()
+        .seconds(Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map(|_| ())
+        .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
+}
+
+/// Reads and checks a schedule file.
+pub fn parse_config(file: &str, src: &str) -> Result<ScheduleConfig, LoadError> {
+    let raw: RawConfig = toml::from_str(src).map_err(|e| {
+        let line = e
+            .span()
+            .map_or(1, |s| crate::fixture::error::line_of(src, s.start));
+        LoadError::new(file, line, "", e.message().trim().to_string())
+    })?;
+    check_cron(&raw.cron).map_err(|m| {
+        let line = src
+            .lines()
+            .position(|l| l.trim_start().starts_with("cron"))
+            .map_or(1, |i| i + 1);
+        LoadError::new(file, line, "cron", m)
+    })?;
+    if raw.lease_seconds == 0 {
+        return Err(LoadError::new(
+            file,
+            1,
+            "lease_seconds",
+            "must be greater than zero",
+        ));
+    }
+    Ok(ScheduleConfig {
+        cron: raw.cron,
+        grace: Duration::from_secs(raw.grace_seconds),
+        lease: Duration::from_secs(raw.lease_seconds),
+    })
+}
+
+/// Runs `run_once` at start and at every fire of `config.cron` until `shutdown` is cancelled,
+/// never two at once. Returns once the running work finished or the grace period ran out.
+pub async fn run<F, Fut>(
+    config: &ScheduleConfig,
+    shutdown: CancellationToken,
+    mut run_once: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let bell = Arc::new(Notify::new());
+    let mut scheduler = JobScheduler::new().await?;
+    let ring = bell.clone();
+    let job = Job::new_async(config.cron.as_str(), move |_, _| {
+        let ring = ring.clone();
+        Box::pin(async move { ring.notify_one() })
+    })
+    .map_err(|e| anyhow::anyhow!("scheduling {:?}: {e}", config.cron))?;
+    scheduler.add(job).await?;
+    scheduler.start().await?;
+    tracing::info!(cron = %config.cron, "scheduler started");
+
+    // Run at start, then once per wake-up; fires during a run leave one wake-up pending.
+    loop {
+        {
+            let work = run_once();
+            tokio::pin!(work);
+            tokio::select! {
+                result = &mut work => {
+                    if let Err(e) = result {
+                        tracing::error!("run failed: {e:#}");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    tracing::info!(grace_s = config.grace.as_secs(), "stopping: letting the running work finish");
+                    match tokio::time::timeout(config.grace, &mut work).await {
+                        Ok(Err(e)) => tracing::error!("run failed: {e:#}"),
+                        Ok(Ok(())) => {}
+                        Err(_) => tracing::warn!("grace period over: abandoning the running work (its open transaction rolls back)"),
+                    }
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = bell.notified() => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    scheduler.shutdown().await?;
+    tracing::info!("scheduler stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_expressions_are_checked_with_a_reason() {
+        assert!(check_cron("0 */15 * * * *").is_ok());
+        let five = check_cron("*/15 * * * *").unwrap_err();
+        assert!(
+            five.contains("\"*/15 * * * *\"") && five.contains("expected 6 fields"),
+            "{five}"
+        );
+        let bad = check_cron("0 61 * * * *").unwrap_err();
+        assert!(
+            bad.starts_with("invalid cron expression \"0 61 * * * *\": "),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn schedule_files_are_strict() {
+        let ok = parse_config("schedule.toml", "cron = \"0 0 * * * *\"\n").unwrap();
+        assert_eq!(ok.grace, Duration::from_secs(120));
+        let err =
+            parse_config("schedule.toml", "cron = \"0 0 * * * *\"\ncolour = 1\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+        let err = parse_config("schedule.toml", "# when\ncron = \"nope\"\n").unwrap_err();
+        assert_eq!((err.line, err.field.as_str()), (2, "cron"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_at_start_and_on_fires_never_overlapping_then_stops() {
+        let config = ScheduleConfig {
+            cron: "* * * * * *".into(),
+            grace: Duration::from_secs(5),
+            lease: Duration::from_secs(60),
+        };
+        let shutdown = CancellationToken::new();
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = shutdown.clone();
+        let (r, busy) = (runs.clone(), running.clone());
+        let daemon = tokio::spawn(async move {
+            run(&config, stop, move || {
+                let (r, busy) = (r.clone(), busy.clone());
+                async move {
+                    assert!(
+                        !busy.swap(true, std::sync::atomic::Ordering::SeqCst),
+                        "runs overlapped"
+                    );
+                    // Longer than a fire interval: fires during it must not start a second run.
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    busy.store(false, std::sync::atomic::Ordering::SeqCst);
+                    r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                }
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), daemon)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let n = runs.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((2..=4).contains(&n), "{n} runs");
+    }
+}

@@ -1,22 +1,27 @@
 //! Closing one boundary of one company: the steps of §8, in order, each claimed per
-//! (job, company, boundary) and committed with its effects in one transaction.
+//! (job, company, boundary) and committed with its effects.
 //!
-//! Every step computes from the events recorded before the boundary, never from the state at
-//! the moment it runs, so a close that is weeks late writes what an on-time close writes.
+//! Every step computes from what was recorded for instants before the boundary, never from
+//! the state at the moment it runs, so a close that is weeks late writes what an on-time close
+//! writes. A company's history (events, ledger, unrated usage) is read once into a
+//! [`CompanyClose`], the steps are computed in memory, and the steps of one boundary are
+//! committed in one transaction, each still claimed by its own `job_runs` row.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-
 use rust_decimal::Decimal;
 
+use crate::domain::account::Account;
 use crate::domain::invoice::{
     arrears, bundle_lines, credit_lines, document, invoice_number, license_lines,
 };
 use crate::domain::model::{Billing, BundleKind, Company, CreditSharing, Event, World};
 use crate::domain::usage::{Rating, Usage};
-use crate::domain::wallets::{EntryKind, LedgerEntry};
+use crate::domain::wallets::{EntryKind, GrantRank, LedgerEntry, Wallets};
 use crate::store::{CardCharge, Lease, StepEffects, StepRun, Store};
 
-use super::history::{account, book_as_of, price_list, wallets_before};
+use super::history::{account, book_as_of, price_list};
 
 /// The steps of a close, in the order they run.
 pub const STEPS: [&str; 5] = ["rate", "expire", "apply-removals", "invoice", "grant"];
@@ -34,6 +39,245 @@ pub struct CloseReport {
     pub skipped: usize,
     /// Every step of the boundary now known to be done, in order.
     pub done: Vec<&'static str>,
+}
+
+/// A step that failed, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("step {job}: {source:#}")]
+pub struct StepError {
+    /// The step.
+    pub job: &'static str,
+    /// What went wrong.
+    pub source: anyhow::Error,
+}
+
+/// One company's history, read once, and the steps computed from it in memory.
+pub struct CompanyClose<'a> {
+    world: &'a World,
+    company: &'a Company,
+    events: &'a [Event],
+    account: Account,
+    ledger: Vec<LedgerEntry>,
+    /// Unrated usage, in (occurred_at, id) order.
+    unrated: Vec<Usage>,
+    ranks: BTreeMap<String, GrantRank>,
+}
+
+impl<'a> CompanyClose<'a> {
+    /// `events` are the company's accepted events, `ledger` its entries in the order made,
+    /// `unrated` its accepted usage not yet rated.
+    pub fn new(
+        world: &'a World,
+        company: &'a Company,
+        events: &'a [Event],
+        ledger: Vec<LedgerEntry>,
+        mut unrated: Vec<Usage>,
+    ) -> Self {
+        unrated.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
+        let mut ranks = BTreeMap::new();
+        for (i, a) in world
+            .allowances
+            .iter()
+            .filter(|a| a.company == company.id)
+            .enumerate()
+        {
+            ranks
+                .entry(format!("allowance:{}", a.service))
+                .or_insert((0, i));
+        }
+        for (i, b) in world
+            .bundles
+            .iter()
+            .filter(|b| b.company == company.id)
+            .enumerate()
+        {
+            ranks.entry(b.id.clone()).or_insert((1, i));
+        }
+        CompanyClose {
+            world,
+            company,
+            events,
+            account: account(world, company, events),
+            ledger,
+            unrated,
+            ranks,
+        }
+    }
+
+    /// The wallets folded from the entries made for instants before `before`.
+    pub(crate) fn wallets_before(&self, before: DateTime<Utc>) -> Wallets {
+        Wallets::fold(self.ledger.iter().filter(|e| e.at < before), &|r| {
+            let name = r.split('@').next().unwrap_or(r);
+            self.ranks.get(name).copied().unwrap_or((2, 0))
+        })
+    }
+
+    /// Computes one step of boundary `k` and takes its effects into the in-memory history.
+    pub fn step(&mut self, k: u32, job: &str) -> anyhow::Result<StepEffects> {
+        let effects = match job {
+            "rate" => self.rate(k),
+            "expire" => {
+                let at = self.company.grid().boundary_at(k);
+                let ledger = self.wallets_before(at).expire(at);
+                StepEffects {
+                    items: ledger.len() as i64,
+                    ledger,
+                    ..Default::default()
+                }
+            }
+            "apply-removals" => {
+                let at = self.company.grid().boundary_at(k);
+                let book = book_as_of(self.world, self.company, self.events, at, at)?;
+                let removals: Vec<_> = book
+                    .applied_removals()
+                    .iter()
+                    .filter(|r| r.boundary == k)
+                    .cloned()
+                    .collect();
+                StepEffects {
+                    items: removals.len() as i64,
+                    removals,
+                    ..Default::default()
+                }
+            }
+            "invoice" => self.invoice(k)?,
+            "grant" => {
+                let ledger = grant(self.world, self.company, k);
+                StepEffects {
+                    items: ledger.len() as i64,
+                    ledger,
+                    ..Default::default()
+                }
+            }
+            other => anyhow::bail!("unknown step {other}"),
+        };
+        self.ledger.extend(effects.ledger.iter().cloned());
+        Ok(effects)
+    }
+
+    /// `rate`: debits every unrated usage row that occurred and arrived before the boundary,
+    /// in (occurred_at, id) order, with the recharges its debits trigger.
+    fn rate(&mut self, k: u32) -> StepEffects {
+        let grid = self.company.grid();
+        let at = grid.boundary_at(k);
+        let (due, later): (Vec<Usage>, Vec<Usage>) = std::mem::take(&mut self.unrated)
+            .into_iter()
+            .partition(|u| u.occurred_at < at && u.received_at < at);
+        self.unrated = later;
+        let mut effects = StepEffects::default();
+        if due.is_empty() {
+            return effects;
+        }
+        let mut wallets = self.wallets_before(at);
+        for u in &due {
+            let late = grid.first_boundary_after(u.occurred_at) < k;
+            let debit_at = if late { u.received_at } else { u.occurred_at };
+            let entries = if u.cost > Decimal::ZERO {
+                wallets.charge(
+                    &usage_scope(self.company, u),
+                    &u.service,
+                    u.cost,
+                    debit_at,
+                    &u.id,
+                    self.account.auto_recharge(debit_at),
+                )
+            } else {
+                Vec::new()
+            };
+            let sources: Vec<&str> = entries
+                .iter()
+                .filter(|e| e.kind == EntryKind::Debit)
+                .map(|e| e.wallet.as_str())
+                .collect();
+            effects.ratings.push(Rating {
+                id: u.id.clone(),
+                boundary_index: k,
+                wallet_sources: sources.join("+"),
+                late,
+            });
+            if self.company.billing == Billing::Card {
+                for e in entries.iter().filter(|e| e.kind == EntryKind::Recharge) {
+                    effects.card_charges.push(self.card_charge(
+                        e.at,
+                        "auto_recharge",
+                        e.amount,
+                        &e.reference,
+                    ));
+                }
+            }
+            effects.ledger.extend(entries);
+        }
+        effects.items = effects.ratings.len() as i64;
+        effects
+    }
+
+    /// `invoice`: the document at boundary `k` (§7), the settle entries of its arrears, and
+    /// the card charge of a card statement.
+    fn invoice(&self, k: u32) -> anyhow::Result<StepEffects> {
+        let (world, company) = (self.world, self.company);
+        let grid = company.grid();
+        let at = grid.boundary_at(k);
+        let book = book_as_of(world, company, self.events, at, at)?;
+        let prices = price_list(world, self.events);
+        let mut lines = license_lines(
+            company,
+            &world.products,
+            &prices,
+            k,
+            book.pools(),
+            book.purchases(),
+            at,
+        );
+        lines.extend(bundle_lines(company, &world.bundles, k));
+        if k > 0 {
+            let from = grid.boundary_at(k - 1);
+            let made: Vec<LedgerEntry> = self
+                .ledger
+                .iter()
+                .filter(|e| from <= e.at && e.at < at)
+                .cloned()
+                .collect();
+            lines.extend(credit_lines(company, &made));
+        }
+        let number = invoice_number(&company.id, grid.boundary_date(k));
+        let (arrears_lines, settles) = arrears(company, &self.wallets_before(at), at, &number);
+        lines.extend(arrears_lines);
+        let mut effects = StepEffects {
+            ledger: settles,
+            ..Default::default()
+        };
+        if let Some(doc) = document(company, &grid, k, lines) {
+            let total = doc.total();
+            if company.billing == Billing::Card && !total.is_zero() {
+                effects.card_charges.push(self.card_charge(
+                    at,
+                    "card_statement",
+                    total,
+                    &doc.number,
+                ));
+            }
+            effects.items = doc.lines.len() as i64;
+            effects.document = Some(doc);
+        }
+        Ok(effects)
+    }
+
+    fn card_charge(
+        &self,
+        at: DateTime<Utc>,
+        kind: &str,
+        amount: Decimal,
+        reference: &str,
+    ) -> CardCharge {
+        CardCharge {
+            at,
+            company: self.company.id.clone(),
+            kind: kind.to_string(),
+            amount,
+            currency: self.company.currency.code().to_string(),
+            reference: reference.to_string(),
+        }
+    }
 }
 
 /// The wallet scope that pays for a usage row.
@@ -60,76 +304,24 @@ fn scopes(world: &World, company: &Company) -> Vec<String> {
     }
 }
 
-/// `rate`: debits every unrated usage row that occurred and arrived before the boundary, in
-/// (occurred_at, id) order, with the recharges its debits trigger.
-async fn rate<S: Store>(
-    store: &S,
-    world: &World,
-    company: &Company,
-    events: &[Event],
-    k: u32,
-) -> anyhow::Result<StepEffects> {
-    let grid = company.grid();
-    let at = grid.boundary_at(k);
-    let usage = store.unrated_usage(&company.id, at).await?;
-    let mut effects = StepEffects::default();
-    if usage.is_empty() {
-        return Ok(effects);
-    }
-    let (mut wallets, _) = wallets_before(store, world, company, at).await?;
-    let account = account(world, company, events);
-    for u in &usage {
-        let late = grid.first_boundary_after(u.occurred_at) < k;
-        let debit_at = if late { u.received_at } else { u.occurred_at };
-        let entries = if u.cost > Decimal::ZERO {
-            wallets.charge(
-                &usage_scope(company, u),
-                &u.service,
-                u.cost,
-                debit_at,
-                &u.id,
-                account.auto_recharge(debit_at),
-            )
-        } else {
-            Vec::new()
-        };
-        let sources: Vec<&str> = entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::Debit)
-            .map(|e| e.wallet.as_str())
-            .collect();
-        effects.ratings.push(Rating {
-            id: u.id.clone(),
-            boundary_index: k,
-            wallet_sources: sources.join("+"),
-            late,
-        });
-        if company.billing == Billing::Card {
-            for e in entries.iter().filter(|e| e.kind == EntryKind::Recharge) {
-                effects.card_charges.push(CardCharge {
-                    at: e.at,
-                    company: company.id.clone(),
-                    kind: "auto_recharge".to_string(),
-                    amount: e.amount,
-                    currency: company.currency.code().to_string(),
-                    reference: e.reference.clone(),
-                });
-            }
-        }
-        effects.ledger.extend(entries);
-    }
-    effects.items = effects.ratings.len() as i64;
-    Ok(effects)
-}
-
 /// `grant`: allowances (every period) and bundles (each cadence period) starting at `k`, by
 /// scope, allowances before bundles, each in scenario order.
 fn grant(world: &World, company: &Company, k: u32) -> Vec<LedgerEntry> {
     let grid = company.grid();
     let (at, date) = (grid.boundary_at(k), grid.boundary_date(k));
+    let allowances: Vec<_> = world
+        .allowances
+        .iter()
+        .filter(|a| a.company == company.id)
+        .collect();
+    let bundles: Vec<_> = world
+        .bundles
+        .iter()
+        .filter(|b| b.company == company.id)
+        .collect();
     let mut entries = Vec::new();
     for scope in scopes(world, company) {
-        for a in world.allowances.iter().filter(|a| a.company == company.id) {
+        for a in &allowances {
             let primary_only = company.credit_sharing == CreditSharing::Office
                 && a.service == "ai_agent"
                 && scope != company.primary_office;
@@ -147,11 +339,7 @@ fn grant(world: &World, company: &Company, k: u32) -> Vec<LedgerEntry> {
                 expires_at: Some(grid.boundary_at(k + 1)),
             });
         }
-        for b in world
-            .bundles
-            .iter()
-            .filter(|b| b.company == company.id && b.scope == scope)
-        {
+        for b in bundles.iter().filter(|b| b.scope == scope) {
             let Some(start) = grid.boundary_index_on(b.start) else {
                 continue;
             };
@@ -176,113 +364,23 @@ fn grant(world: &World, company: &Company, k: u32) -> Vec<LedgerEntry> {
     entries
 }
 
-/// Computes the effects of one step of boundary `k`.
-async fn step_effects<S: Store>(
-    store: &S,
-    world: &World,
-    company: &Company,
-    events: &[Event],
-    k: u32,
-    job: &str,
-) -> anyhow::Result<StepEffects> {
-    let grid = company.grid();
-    let at = grid.boundary_at(k);
-    let mut effects = StepEffects::default();
-    match job {
-        "rate" => return rate(store, world, company, events, k).await,
-        "expire" => {
-            let (mut wallets, _) = wallets_before(store, world, company, at).await?;
-            effects.ledger = wallets.expire(at);
-            effects.items = effects.ledger.len() as i64;
-        }
-        "apply-removals" => {
-            let book = book_as_of(world, company, events, at, at)?;
-            effects.removals = book
-                .applied_removals()
-                .iter()
-                .filter(|r| r.boundary == k)
-                .cloned()
-                .collect();
-            effects.items = effects.removals.len() as i64;
-        }
-        "invoice" => {
-            let book = book_as_of(world, company, events, at, at)?;
-            let prices = price_list(world, events);
-            let mut lines = license_lines(
-                company,
-                &world.products,
-                &prices,
-                k,
-                book.pools(),
-                book.purchases(),
-                at,
-            );
-            lines.extend(bundle_lines(company, &world.bundles, k));
-            let (wallets, entries) = wallets_before(store, world, company, at).await?;
-            if k > 0 {
-                let from = grid.boundary_at(k - 1);
-                let made: Vec<LedgerEntry> = entries
-                    .into_iter()
-                    .filter(|e| from <= e.at && e.at < at)
-                    .collect();
-                lines.extend(credit_lines(company, &made));
-            }
-            let number = invoice_number(&company.id, grid.boundary_date(k));
-            let (arrears_lines, settles) = arrears(company, &wallets, at, &number);
-            lines.extend(arrears_lines);
-            effects.ledger = settles;
-            if let Some(doc) = document(company, &grid, k, lines) {
-                let total = doc.total();
-                if company.billing == Billing::Card && !total.is_zero() {
-                    effects.card_charges.push(CardCharge {
-                        at,
-                        company: company.id.clone(),
-                        kind: "card_statement".to_string(),
-                        amount: total,
-                        currency: doc.currency.clone(),
-                        reference: doc.number.clone(),
-                    });
-                }
-                effects.items = doc.lines.len() as i64;
-                effects.document = Some(doc);
-            }
-        }
-        "grant" => {
-            effects.ledger = grant(world, company, k);
-            effects.items = effects.ledger.len() as i64;
-        }
-        other => anyhow::bail!("unknown step {other}"),
-    }
-    Ok(effects)
-}
-
-/// A step that failed, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("step {job}: {source:#}")]
-pub struct StepError {
-    /// The step.
-    pub job: &'static str,
-    /// What went wrong.
-    pub source: anyhow::Error,
-}
-
-/// Runs, in order, the steps of boundary `k` of `company` that `wanted` selects and that are
-/// not `done` yet, under `lease` if given. A step runs only once every step before it is done.
-/// `events` are the company's accepted events.
+/// Runs, in order, the steps of boundary `k` that `wanted` selects and that are not `done`
+/// yet, and commits them together under `lease` if given. A step runs only once every step
+/// before it is done. If a step fails, the steps before it are still committed.
 #[allow(clippy::too_many_arguments)]
 pub async fn close_boundary<S: Store>(
     store: &S,
-    world: &World,
-    company: &Company,
-    events: &[Event],
+    close: &mut CompanyClose<'_>,
     k: u32,
     done: &dyn Fn(&str) -> bool,
     wanted: &dyn Fn(&str) -> bool,
     lease: Option<&Lease>,
     clock: Clock<'_>,
 ) -> Result<CloseReport, StepError> {
-    let grid = company.grid();
+    let grid = close.company.grid();
     let mut report = CloseReport::default();
+    let mut batch: Vec<(StepRun, StepEffects)> = Vec::new();
+    let mut failure = None;
     for job in STEPS {
         if done(job) {
             report.skipped += 1;
@@ -294,28 +392,45 @@ pub async fn close_boundary<S: Store>(
             break;
         }
         let started_at = clock();
-        let fail = |source: anyhow::Error| StepError { job, source };
-        let effects = step_effects(store, world, company, events, k, job)
-            .await
-            .map_err(fail)?;
-        crate::failpoint::hit(&format!("before-commit:{job}"));
-        let run = StepRun {
-            job,
-            company: company.id.clone(),
-            boundary_index: k,
-            boundary_at: grid.boundary_at(k),
-            boundary: grid.boundary_date(k),
-            started_at,
-            finished_at: clock(),
-            lease: lease.cloned(),
-        };
-        if store.commit_step(&run, &effects).await.map_err(fail)? {
-            report.completed += 1;
-        } else {
-            report.skipped += 1;
+        match close.step(k, job) {
+            Ok(effects) => {
+                crate::failpoint::hit(&format!("before-commit:{job}"));
+                let run = StepRun {
+                    job,
+                    company: close.company.id.clone(),
+                    boundary_index: k,
+                    boundary_at: grid.boundary_at(k),
+                    boundary: grid.boundary_date(k),
+                    started_at,
+                    finished_at: clock(),
+                    lease: lease.cloned(),
+                };
+                batch.push((run, effects));
+            }
+            Err(source) => {
+                failure = Some(StepError { job, source });
+                break;
+            }
         }
-        report.done.push(job);
-        crate::failpoint::hit(&format!("after-commit:{job}"));
     }
-    Ok(report)
+    if let Some((first, _)) = batch.first() {
+        let job = first.job;
+        let committed = store
+            .commit_steps(&batch)
+            .await
+            .map_err(|source| StepError { job, source })?;
+        for (run, _) in &batch {
+            report.done.push(run.job);
+        }
+        if committed {
+            report.completed += batch.len();
+            crate::failpoint::hit(&format!("after-commit:{}", batch[batch.len() - 1].0.job));
+        } else {
+            report.skipped += batch.len();
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
 }

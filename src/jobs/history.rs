@@ -8,8 +8,6 @@ use crate::domain::account::Account;
 use crate::domain::invoice::{PriceCorrection, PriceList};
 use crate::domain::licenses::LicenseBook;
 use crate::domain::model::{Company, Event, EventKind, World};
-use crate::domain::wallets::{GrantRank, LedgerEntry, Wallets};
-use crate::store::Store;
 
 /// A company's license book at load, before any event.
 pub fn opening_book(world: &World, company: &Company) -> LicenseBook {
@@ -90,30 +88,33 @@ pub struct Holdings {
 type Holding = (DateTime<Utc>, Option<String>);
 
 impl Holdings {
-    /// Folds a company's accepted events.
-    pub fn new(world: &World, company: &Company, events: &[Event]) -> anyhow::Result<Self> {
+    /// Folds a company's accepted assignment events (others are ignored). They were checked
+    /// when taken in, so they are applied as recorded.
+    pub fn new(world: &World, company: &Company, events: &[Event]) -> Self {
         let mut holdings = Holdings::default();
+        let mut current: BTreeMap<String, Option<String>> = BTreeMap::new();
         for p in world.parties_of(&company.id) {
             holdings
                 .changes
                 .entry(p.id.clone())
                 .or_default()
                 .push((DateTime::<Utc>::MIN_UTC, p.product.clone()));
+            current.insert(p.id.clone(), p.product.clone());
         }
-        let mut book = opening_book(world, company);
         for e in events {
-            book.apply(e.at, &e.reference(), &e.kind).map_err(|r| {
-                anyhow::anyhow!("recorded event {} no longer applies: {r}", e.reference())
-            })?;
-            let users: Vec<&String> = match &e.kind {
-                EventKind::LicenseAssign { user, .. } | EventKind::LicenseUnassign { user } => {
-                    vec![user]
+            let changes: Vec<(&String, Option<String>)> = match &e.kind {
+                EventKind::LicenseAssign { user, product, .. } => {
+                    vec![(user, Some(product.clone()))]
                 }
-                EventKind::LicenseTransfer { from_user, to_user } => vec![from_user, to_user],
+                EventKind::LicenseUnassign { user } => vec![(user, None)],
+                EventKind::LicenseTransfer { from_user, to_user } => {
+                    let product = current.get(from_user).cloned().flatten();
+                    vec![(from_user, None), (to_user, product)]
+                }
                 _ => continue,
             };
-            for user in users {
-                let product = book.product_of(user).map(str::to_string);
+            for (user, product) in changes {
+                current.insert(user.clone(), product.clone());
                 holdings
                     .changes
                     .entry(user.clone())
@@ -121,7 +122,7 @@ impl Holdings {
                     .push((e.at, product));
             }
         }
-        Ok(holdings)
+        holdings
     }
 
     /// The product `party` held at `at` (events at that very instant count); `None` for
@@ -134,43 +135,4 @@ impl Holdings {
             .find(|(t, _)| *t <= at)
             .and_then(|(_, p)| p.as_deref())
     }
-}
-
-/// Where a grant sorts in an expiry step: allowances before bundles, each in scenario order.
-fn grant_rank(world: &World, company: &str, reference: &str) -> GrantRank {
-    let name = reference.split('@').next().unwrap_or(reference);
-    if let Some(service) = name.strip_prefix("allowance:") {
-        let i = world
-            .allowances
-            .iter()
-            .filter(|a| a.company == company)
-            .position(|a| a.service == service);
-        (0, i.unwrap_or(usize::MAX))
-    } else {
-        let i = world
-            .bundles
-            .iter()
-            .filter(|b| b.company == company)
-            .position(|b| b.id == name);
-        (1, i.unwrap_or(usize::MAX))
-    }
-}
-
-/// The company's wallets from its ledger entries made for instants before `before`.
-pub async fn wallets_before<S: Store>(
-    store: &S,
-    world: &World,
-    company: &Company,
-    before: DateTime<Utc>,
-) -> anyhow::Result<(Wallets, Vec<LedgerEntry>)> {
-    let entries: Vec<LedgerEntry> = store
-        .ledger(Some(&company.id))
-        .await?
-        .into_iter()
-        .map(|r| r.entry)
-        .collect();
-    let wallets = Wallets::fold(entries.iter().filter(|e| e.at < before), &|r| {
-        grant_rank(world, &company.id, r)
-    });
-    Ok((wallets, entries))
 }

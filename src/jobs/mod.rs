@@ -32,14 +32,18 @@ pub async fn plan_usage<S: Store>(
         .companies
         .get(company)
         .ok_or_else(|| anyhow::anyhow!("unknown company {company}"))?;
-    let (wallets, _) = history::wallets_before(
-        store,
-        world,
-        company,
-        at + chrono::Duration::microseconds(1),
-    )
-    .await?;
-    Ok(wallets.plan_usage(at))
+    let events = store.accepted_events(Some(&company.id)).await?;
+    let ids = [company.id.clone()];
+    let ledger = store
+        .ledger_in(&ids)
+        .await?
+        .into_iter()
+        .map(|r| r.entry)
+        .collect();
+    let close = close::CompanyClose::new(world, company, &events, ledger, Vec::new());
+    Ok(close
+        .wallets_before(at + chrono::Duration::microseconds(1))
+        .plan_usage(at))
 }
 
 /// How `run_due` coordinates with other instances: each company is leased for `ttl` and
@@ -118,6 +122,16 @@ pub async fn run_due<S: Store>(
         p.set_length(companies.len() as u64);
     }
     let wanted = |job: &str| options.job.as_ref().is_none_or(|j| j == job);
+    // Read the history of every company with due work in a few bulk queries.
+    let due_ids: Vec<String> = companies
+        .iter()
+        .filter(|c| {
+            let next = next_open(done.get(&c.id));
+            c.grid().boundary_at(next) <= as_of
+        })
+        .map(|c| c.id.clone())
+        .collect();
+    let mut histories = load_histories(store, &due_ids, as_of).await?;
     let mut report = DueReport::default();
     for company in companies {
         if let Some(p) = &options.progress {
@@ -128,13 +142,7 @@ pub async fn run_due<S: Store>(
         let closed = |finished: &BTreeSet<(u32, String)>, k: u32| {
             STEPS.iter().all(|j| finished.contains(&(k, j.to_string())))
         };
-        // Closes run oldest first, so the closed boundaries are a prefix of the grid.
-        let mut k = finished
-            .iter()
-            .map(|(k, _)| *k)
-            .filter(|&k| closed(&finished, k))
-            .max()
-            .map_or(0, |k| k + 1);
+        let mut k = next_open(Some(&finished));
         let cap = options
             .last_boundary
             .as_ref()
@@ -164,14 +172,19 @@ pub async fn run_due<S: Store>(
                 }
             }
         };
-        let events = store.accepted_events(Some(&company.id)).await?;
+        let history = histories.remove(&company.id).unwrap_or_default();
+        let mut close = close::CompanyClose::new(
+            world,
+            company,
+            &history.events,
+            history.ledger,
+            history.unrated,
+        );
         while due(k) {
             let done_here = |job: &str| finished.contains(&(k, job.to_string()));
             let result = close::close_boundary(
                 store,
-                world,
-                company,
-                &events,
+                &mut close,
                 k,
                 &done_here,
                 &wanted,
@@ -217,4 +230,46 @@ pub async fn run_due<S: Store>(
         }
     }
     Ok(report)
+}
+
+/// The first boundary not fully closed, given a company's completed steps. Closes run oldest
+/// first, so the closed boundaries are a prefix of the grid.
+fn next_open(finished: Option<&BTreeSet<(u32, String)>>) -> u32 {
+    let Some(finished) = finished else { return 0 };
+    finished
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|&k| STEPS.iter().all(|j| finished.contains(&(k, j.to_string()))))
+        .max()
+        .map_or(0, |k| k + 1)
+}
+
+/// What a company's close reads.
+#[derive(Default)]
+struct History {
+    events: Vec<crate::domain::model::Event>,
+    ledger: Vec<crate::domain::wallets::LedgerEntry>,
+    unrated: Vec<crate::domain::usage::Usage>,
+}
+
+/// The histories of `companies`, read in three queries.
+async fn load_histories<S: Store>(
+    store: &S,
+    companies: &[String],
+    as_of: DateTime<Utc>,
+) -> anyhow::Result<BTreeMap<String, History>> {
+    let mut out: BTreeMap<String, History> = BTreeMap::new();
+    if companies.is_empty() {
+        return Ok(out);
+    }
+    for e in store.accepted_events_in(companies, None).await? {
+        out.entry(e.company.clone()).or_default().events.push(e);
+    }
+    for r in store.ledger_in(companies).await? {
+        out.entry(r.company).or_default().ledger.push(r.entry);
+    }
+    for u in store.unrated_usage(companies, as_of).await? {
+        out.entry(u.company.clone()).or_default().unrated.push(u);
+    }
+    Ok(out)
 }

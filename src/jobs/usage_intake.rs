@@ -18,6 +18,9 @@ use crate::store::{Rejection, Store, UsageBatch};
 use super::history::Holdings;
 use super::ingest::IngestReport;
 
+/// The events that change which product a user holds.
+const ASSIGNMENTS: [&str; 3] = ["license_assign", "license_unassign", "license_transfer"];
+
 /// The instant a replay feeds a row in: its `received_at`, or `occurred_at` when that is
 /// empty; `None` when neither can be read (the row is then taken in, and rejected, first).
 pub fn arrival(row: &UsageRow) -> Option<DateTime<Utc>> {
@@ -200,8 +203,17 @@ pub async fn ingest_usage<S: Store>(
     let ids: Vec<String> = rows.iter().map(|r| r.get("id").to_string()).collect();
     let mut accepted: BTreeMap<String, String> =
         store.usage_contents(&ids).await?.into_iter().collect();
+    let companies: Vec<String> = rows
+        .iter()
+        .map(|r| r.get("company").to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut events: BTreeMap<String, Vec<crate::domain::model::Event>> = BTreeMap::new();
-    for e in store.accepted_events(None).await? {
+    for e in store
+        .accepted_events_in(&companies, Some(&ASSIGNMENTS))
+        .await?
+    {
         events.entry(e.company.clone()).or_default().push(e);
     }
     let mut holdings: BTreeMap<String, Holdings> = BTreeMap::new();
@@ -227,11 +239,11 @@ pub async fn ingest_usage<S: Store>(
             continue;
         };
         if !holdings.contains_key(company_id) {
-            let events = store.accepted_events(Some(company_id)).await?;
-            holdings.insert(
-                company_id.to_string(),
-                Holdings::new(world, company, &events)?,
-            );
+            let past = events
+                .get(company_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            holdings.insert(company_id.to_string(), Holdings::new(world, company, past));
         }
         match judge(row, world, company, &holdings[company_id], &card, &accepted) {
             Ok(Some(usage)) => {

@@ -208,13 +208,24 @@ pub trait Store {
     /// The content of accepted usage rows with these ids: (id, content).
     async fn usage_contents(&self, ids: &[String]) -> anyhow::Result<Vec<(String, String)>>;
 
-    /// A company's accepted usage not yet rated that occurred and was received before
-    /// `before`, in (occurred_at, id) order.
+    /// The accepted usage of `companies` not yet rated that occurred and was received at or
+    /// before `until`, in (company, occurred_at, id) order.
     async fn unrated_usage(
         &self,
-        company: &str,
-        before: DateTime<Utc>,
+        companies: &[String],
+        until: DateTime<Utc>,
     ) -> anyhow::Result<Vec<Usage>>;
+
+    /// The accepted events of `companies` (only those of the given types, if any), in
+    /// arrival order.
+    async fn accepted_events_in(
+        &self,
+        companies: &[String],
+        types: Option<&[&str]>,
+    ) -> anyhow::Result<Vec<Event>>;
+
+    /// The ledger entries of `companies`, in the order made.
+    async fn ledger_in(&self, companies: &[String]) -> anyhow::Result<Vec<LedgerRow>>;
 
     /// Rated usage with its rating (of one company, or all), in (occurred_at, id) order.
     async fn usage_records(&self, company: Option<&str>) -> anyhow::Result<Vec<(Usage, Rating)>>;
@@ -238,10 +249,16 @@ pub trait Store {
     /// For each company with a completed step, the latest boundary index with one.
     async fn latest_closes(&self) -> anyhow::Result<Vec<(String, u32)>>;
 
-    /// Claims a step and, if nobody completed it before, writes its effects and its completion
-    /// in one transaction. Returns false (writing nothing) when it was already done; fails with
-    /// [`Fenced`] (writing nothing) when the run's lease was taken over.
-    async fn commit_step(&self, run: &StepRun, effects: &StepEffects) -> anyhow::Result<bool>;
+    /// Claims steps of one company and, if nobody completed any of them before, writes their
+    /// effects and completions in one transaction. Returns false (writing nothing) when one
+    /// was already done; fails with [`Fenced`] (writing nothing) when the lease of the runs was
+    /// taken over.
+    async fn commit_steps(&self, steps: &[(StepRun, StepEffects)]) -> anyhow::Result<bool>;
+
+    /// [`Store::commit_steps`] for one step.
+    async fn commit_step(&self, run: &StepRun, effects: &StepEffects) -> anyhow::Result<bool> {
+        self.commit_steps(&[(run.clone(), effects.clone())]).await
+    }
 
     /// Takes `company` for `owner` until `until` if nobody else holds it past `now`, raising
     /// the fence; `None` when another live holder has it.

@@ -54,6 +54,41 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            fn event_from_row(r: &<$db as sqlx::Database>::Row) -> anyhow::Result<$crate::domain::model::Event> {
+                use sqlx::Row as _;
+                use $crate::store::codec;
+                let payload: String = r.try_get("payload")?;
+                Ok($crate::domain::model::Event {
+                    at: codec::at(r.try_get("at")?)?,
+                    company: r.try_get("company_id")?,
+                    source: r.try_get("source")?,
+                    line: r.try_get("line")?,
+                    id: r.try_get("event_id")?,
+                    kind: serde_json::from_str(&payload)?,
+                })
+            }
+
+            fn ledger_from_row(r: &<$db as sqlx::Database>::Row) -> anyhow::Result<$crate::store::LedgerRow> {
+                use sqlx::Row as _;
+                use $crate::store::codec;
+                let kind: String = r.try_get("entry")?;
+                let expires: Option<i64> = r.try_get("expires_at")?;
+                Ok($crate::store::LedgerRow {
+                    seq: r.try_get("seq")?,
+                    company: r.try_get("company_id")?,
+                    entry: $crate::domain::wallets::LedgerEntry {
+                        at: codec::at(r.try_get("at")?)?,
+                        scope: r.try_get("scope")?,
+                        wallet: r.try_get("wallet")?,
+                        kind: $crate::domain::wallets::EntryKind::parse(&kind)
+                            .ok_or_else(|| anyhow::anyhow!("stored ledger entry kind {kind:?}"))?,
+                        amount: codec::amount(r.try_get("amount")?),
+                        reference: r.try_get("reference")?,
+                        expires_at: expires.map(codec::at).transpose()?,
+                    },
+                })
+            }
+
             fn usage_from_row(r: &<$db as sqlx::Database>::Row) -> anyhow::Result<$crate::domain::usage::Usage> {
                 use sqlx::Row as _;
                 use $crate::store::codec;
@@ -391,19 +426,69 @@ macro_rules! sql_store {
                 Ok(out)
             }
 
-            async fn unrated_usage(&self, company: &str, before: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Vec<$crate::domain::usage::Usage>> {
-                use $crate::store::codec;
-                let before = codec::instant(before);
-                sqlx::query(
-                    "SELECT * FROM usage u WHERE u.company_id = $1 AND u.occurred_at < $2 AND u.received_at < $2 \
-                     AND NOT EXISTS (SELECT 1 FROM usage_ratings r WHERE r.company_id = u.company_id AND r.id = u.id) \
-                     ORDER BY u.occurred_at, u.id",
-                )
-                .bind(company).bind(before)
-                .fetch_all(&self.pool).await?
-                .iter()
-                .map(Self::usage_from_row)
-                .collect()
+            async fn unrated_usage(&self, companies: &[String], until: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Vec<$crate::domain::usage::Usage>> {
+                let until = $crate::store::codec::instant(until);
+                let mut out = Vec::new();
+                for chunk in companies.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT * FROM usage u WHERE NOT EXISTS (SELECT 1 FROM usage_ratings r WHERE r.company_id = u.company_id AND r.id = u.id) AND u.occurred_at <= ",
+                    );
+                    qb.push_bind(until).push(" AND u.received_at <= ").push_bind(until).push(" AND u.company_id IN (");
+                    let mut sep = qb.separated(", ");
+                    for c in chunk {
+                        sep.push_bind(c.clone());
+                    }
+                    qb.push(") ORDER BY u.company_id, u.occurred_at, u.id");
+                    for r in qb.build().fetch_all(&self.pool).await? {
+                        out.push(Self::usage_from_row(&r)?);
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn accepted_events_in(&self, companies: &[String], types: Option<&[&str]>) -> anyhow::Result<Vec<$crate::domain::model::Event>> {
+                let mut out = Vec::new();
+                for chunk in companies.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT company_id, at, source, line, event_id, payload FROM events WHERE accepted AND company_id IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for c in chunk {
+                        sep.push_bind(c.clone());
+                    }
+                    qb.push(")");
+                    if let Some(types) = types {
+                        qb.push(" AND kind IN (");
+                        let mut sep = qb.separated(", ");
+                        for t in types {
+                            sep.push_bind(t.to_string());
+                        }
+                        qb.push(")");
+                    }
+                    qb.push(" ORDER BY seq");
+                    for r in qb.build().fetch_all(&self.pool).await? {
+                        out.push(Self::event_from_row(&r)?);
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn ledger_in(&self, companies: &[String]) -> anyhow::Result<Vec<$crate::store::LedgerRow>> {
+                let mut out = Vec::new();
+                for chunk in companies.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT seq, company_id, at, scope, wallet, entry, amount, reference, expires_at FROM ledger_entries WHERE company_id IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for c in chunk {
+                        sep.push_bind(c.clone());
+                    }
+                    qb.push(") ORDER BY seq");
+                    for r in qb.build().fetch_all(&self.pool).await? {
+                        out.push(Self::ledger_from_row(&r)?);
+                    }
+                }
+                Ok(out)
             }
 
             async fn usage_records(&self, company: Option<&str>) -> anyhow::Result<Vec<($crate::domain::usage::Usage, $crate::domain::usage::Rating)>> {
@@ -431,8 +516,6 @@ macro_rules! sql_store {
             }
 
             async fn ledger(&self, company: Option<&str>) -> anyhow::Result<Vec<$crate::store::LedgerRow>> {
-                use sqlx::Row as _;
-                use $crate::store::codec;
                 let sql = "SELECT seq, company_id, at, scope, wallet, entry, amount, reference, expires_at FROM ledger_entries";
                 let rows = match company {
                     Some(c) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql} WHERE company_id = $1 ORDER BY seq")))
@@ -440,50 +523,17 @@ macro_rules! sql_store {
                     None => sqlx::query(sqlx::AssertSqlSafe(format!("{sql} ORDER BY seq")))
                         .fetch_all(&self.pool).await?,
                 };
-                rows.iter()
-                    .map(|r| {
-                        let kind: String = r.try_get("entry")?;
-                        let expires: Option<i64> = r.try_get("expires_at")?;
-                        Ok($crate::store::LedgerRow {
-                            seq: r.try_get("seq")?,
-                            company: r.try_get("company_id")?,
-                            entry: $crate::domain::wallets::LedgerEntry {
-                                at: codec::at(r.try_get("at")?)?,
-                                scope: r.try_get("scope")?,
-                                wallet: r.try_get("wallet")?,
-                                kind: $crate::domain::wallets::EntryKind::parse(&kind)
-                                    .ok_or_else(|| anyhow::anyhow!("stored ledger entry kind {kind:?}"))?,
-                                amount: codec::amount(r.try_get("amount")?),
-                                reference: r.try_get("reference")?,
-                                expires_at: expires.map(codec::at).transpose()?,
-                            },
-                        })
-                    })
-                    .collect()
+                rows.iter().map(Self::ledger_from_row).collect()
             }
 
             async fn accepted_events(&self, company: Option<&str>) -> anyhow::Result<Vec<$crate::domain::model::Event>> {
-                use sqlx::Row as _;
-                use $crate::store::codec;
                 let rows = match company {
                     Some(c) => sqlx::query("SELECT company_id, at, source, line, event_id, payload FROM events WHERE accepted AND company_id = $1 ORDER BY seq")
                         .bind(c).fetch_all(&self.pool).await?,
                     None => sqlx::query("SELECT company_id, at, source, line, event_id, payload FROM events WHERE accepted ORDER BY seq")
                         .fetch_all(&self.pool).await?,
                 };
-                rows.into_iter()
-                    .map(|r| {
-                        let payload: String = r.try_get("payload")?;
-                        Ok($crate::domain::model::Event {
-                            at: codec::at(r.try_get("at")?)?,
-                            company: r.try_get("company_id")?,
-                            source: r.try_get("source")?,
-                            line: r.try_get("line")?,
-                            id: r.try_get("event_id")?,
-                            kind: serde_json::from_str(&payload)?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(Self::event_from_row).collect()
             }
 
             async fn last_event_at(&self, company: &str) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
@@ -535,75 +585,85 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            async fn commit_step(&self, run: &$crate::store::StepRun, effects: &$crate::store::StepEffects) -> anyhow::Result<bool> {
+            async fn commit_steps(&self, steps: &[($crate::store::StepRun, $crate::store::StepEffects)]) -> anyhow::Result<bool> {
                 use $crate::store::codec;
+                let Some((first, _)) = steps.first() else { return Ok(true) };
                 let mut tx = self.begin_write().await?;
-                let claimed: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO job_runs (company_id, boundary_index, boundary_at, boundary_date, job, status, items, started_at, finished_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'ok', $6, $7, $8) \
-                     ON CONFLICT (company_id, boundary_index, job) DO NOTHING RETURNING seq",
-                )
-                .bind(&run.company).bind(i64::from(run.boundary_index)).bind(codec::instant(run.boundary_at))
-                .bind(codec::date(run.boundary)).bind(run.job).bind(effects.items)
-                .bind(codec::instant(run.started_at)).bind(codec::instant(run.finished_at))
-                .fetch_optional(&mut *tx).await?;
-                if claimed.is_none() {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                if let Some(lease) = &run.lease {
+                if let Some(lease) = &first.lease {
+                    let last = &steps[steps.len() - 1].0;
                     let held = sqlx::query(
                         "UPDATE company_leases SET lease_until = $4 WHERE company_id = $1 AND owner = $2 AND fence = $3",
                     )
-                    .bind(&run.company).bind(&lease.owner).bind(lease.fence)
-                    .bind(codec::instant(run.finished_at) + lease.ttl_micros)
+                    .bind(&first.company).bind(&lease.owner).bind(lease.fence)
+                    .bind(codec::instant(last.finished_at).saturating_add(lease.ttl_micros))
                     .execute(&mut *tx).await?
                     .rows_affected();
                     if held == 0 {
                         tx.rollback().await?;
-                        return Err($crate::store::Fenced { company: run.company.clone() }.into());
+                        return Err($crate::store::Fenced { company: first.company.clone() }.into());
                     }
                 }
-                for r in &effects.removals {
-                    sqlx::query("INSERT INTO license_removals (company_id, boundary_index, office_id, product, quantity) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(&run.company).bind(i64::from(r.boundary)).bind(&r.pool.0).bind(&r.pool.1).bind(r.removed)
-                        .execute(&mut *tx).await?;
-                }
-                if let Some(d) = &effects.document {
-                    sqlx::query(
-                        "INSERT INTO invoices (company_id, number, kind, boundary_index, boundary, period_start, period_end, currency, total) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                for (run, effects) in steps {
+                    let claimed: Option<i64> = sqlx::query_scalar(
+                        "INSERT INTO job_runs (company_id, boundary_index, boundary_at, boundary_date, job, status, items, started_at, finished_at) \
+                         VALUES ($1, $2, $3, $4, $5, 'ok', $6, $7, $8) \
+                         ON CONFLICT (company_id, boundary_index, job) DO NOTHING RETURNING seq",
                     )
-                    .bind(&d.company).bind(&d.number).bind(d.kind.as_str()).bind(i64::from(d.boundary_index))
-                    .bind(codec::date(d.boundary)).bind(codec::date(d.period_start)).bind(codec::date(d.period_end))
-                    .bind(&d.currency).bind(codec::money(d.total())?)
-                    .execute(&mut *tx).await?;
-                    for (i, l) in d.lines.iter().enumerate() {
-                        sqlx::query(
-                            "INSERT INTO invoice_lines (company_id, number, line_no, kind, office, product, description, quantity, unit_price, amount, source) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                        )
-                        .bind(&d.company).bind(&d.number).bind(i as i64 + 1).bind(l.kind.as_str())
-                        .bind(&l.office).bind(&l.product).bind(&l.description).bind(l.quantity)
-                        .bind(l.unit_price.map(codec::money).transpose()?).bind(codec::money(l.amount)?).bind(&l.source)
-                        .execute(&mut *tx).await?;
+                    .bind(&run.company).bind(i64::from(run.boundary_index)).bind(codec::instant(run.boundary_at))
+                    .bind(codec::date(run.boundary)).bind(run.job).bind(effects.items)
+                    .bind(codec::instant(run.started_at)).bind(codec::instant(run.finished_at))
+                    .fetch_optional(&mut *tx).await?;
+                    if claimed.is_none() {
+                        tx.rollback().await?;
+                        return Ok(false);
                     }
+                    for r in &effects.removals {
+                        sqlx::query("INSERT INTO license_removals (company_id, boundary_index, office_id, product, quantity) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(&run.company).bind(i64::from(r.boundary)).bind(&r.pool.0).bind(&r.pool.1).bind(r.removed)
+                            .execute(&mut *tx).await?;
+                    }
+                    if let Some(d) = &effects.document {
+                        sqlx::query(
+                            "INSERT INTO invoices (company_id, number, kind, boundary_index, boundary, period_start, period_end, currency, total) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                        )
+                        .bind(&d.company).bind(&d.number).bind(d.kind.as_str()).bind(i64::from(d.boundary_index))
+                        .bind(codec::date(d.boundary)).bind(codec::date(d.period_start)).bind(codec::date(d.period_end))
+                        .bind(&d.currency).bind(codec::money(d.total())?)
+                        .execute(&mut *tx).await?;
+                        let mut lines = Vec::with_capacity(d.lines.len());
+                        for (i, l) in d.lines.iter().enumerate() {
+                            lines.push((i as i64 + 1, l, l.unit_price.map(codec::money).transpose()?, codec::money(l.amount)?));
+                        }
+                        for chunk in lines.chunks(400) {
+                            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                                "INSERT INTO invoice_lines (company_id, number, line_no, kind, office, product, description, quantity, unit_price, amount, source) ",
+                            );
+                            qb.push_values(chunk, |mut b, (no, l, price, amount)| {
+                                b.push_bind(d.company.clone()).push_bind(d.number.clone()).push_bind(*no)
+                                    .push_bind(l.kind.as_str()).push_bind(l.office.clone()).push_bind(l.product.clone())
+                                    .push_bind(l.description.clone()).push_bind(l.quantity).push_bind(*price)
+                                    .push_bind(*amount).push_bind(l.source.clone());
+                            });
+                            qb.build().execute(&mut *tx).await?;
+                        }
+                    }
+                    let entries: Vec<(&str, &$crate::domain::wallets::LedgerEntry)> =
+                        effects.ledger.iter().map(|e| (run.company.as_str(), e)).collect();
+                    Self::insert_ledger(&mut tx, &entries).await?;
+                    for chunk in effects.ratings.chunks(500) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO usage_ratings (company_id, id, boundary_index, wallet_sources, late) ",
+                        );
+                        qb.push_values(chunk, |mut b, r| {
+                            b.push_bind(run.company.clone()).push_bind(r.id.clone())
+                                .push_bind(i64::from(r.boundary_index)).push_bind(r.wallet_sources.clone()).push_bind(r.late);
+                        });
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    Self::insert_card_charges(&mut tx, &effects.card_charges).await?;
+                    $crate::failpoint::hit(&format!("commit:{}", run.job));
                 }
-                let entries: Vec<(&str, &$crate::domain::wallets::LedgerEntry)> =
-                    effects.ledger.iter().map(|e| (run.company.as_str(), e)).collect();
-                Self::insert_ledger(&mut tx, &entries).await?;
-                for chunk in effects.ratings.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO usage_ratings (company_id, id, boundary_index, wallet_sources, late) ",
-                    );
-                    qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(run.company.clone()).push_bind(r.id.clone())
-                            .push_bind(i64::from(r.boundary_index)).push_bind(r.wallet_sources.clone()).push_bind(r.late);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
-                Self::insert_card_charges(&mut tx, &effects.card_charges).await?;
-                $crate::failpoint::hit(&format!("commit:{}", run.job));
                 tx.commit().await?;
                 Ok(true)
             }

@@ -20,3 +20,12 @@ pub fn hit(name: &str) {
         std::process::abort();
     }
 }
+
+/// Fails with an error when `name` is the armed fail point (prefixed `error:`), as a step
+/// that meets bad data or a lost connection would.
+pub fn error(name: &str) -> anyhow::Result<()> {
+    match ARMED.get().and_then(|armed| armed.strip_prefix("error:")) {
+        Some(point) if point == name => anyhow::bail!("fail point {name} reached"),
+        _ => Ok(()),
+    }
+}

@@ -39,6 +39,8 @@ pub struct CloseReport {
     pub skipped: usize,
     /// Every step of the boundary now known to be done, in order.
     pub done: Vec<&'static str>,
+    /// Another run committed some of these steps first; ours were not written.
+    pub raced: bool,
 }
 
 /// A step that failed, and why.
@@ -114,6 +116,7 @@ impl<'a> CompanyClose<'a> {
 
     /// Computes one step of boundary `k` and takes its effects into the in-memory history.
     pub fn step(&mut self, k: u32, job: &str) -> anyhow::Result<StepEffects> {
+        crate::failpoint::error(&format!("{job}:{}", self.company.id))?;
         let effects = match job {
             "rate" => self.rate(k),
             "expire" => {
@@ -427,6 +430,7 @@ pub async fn close_boundary<S: Store>(
             crate::failpoint::hit(&format!("after-commit:{}", batch[batch.len() - 1].0.job));
         } else {
             report.skipped += batch.len();
+            report.raced = true;
         }
     }
     match failure {

@@ -172,7 +172,26 @@ pub async fn run_due<S: Store>(
                 }
             }
         };
-        let history = histories.remove(&company.id).unwrap_or_default();
+        let mut history = histories.remove(&company.id).unwrap_or_default();
+        if lease.is_some() {
+            // Another instance may have closed some of this company between the bulk read and
+            // taking the lease: if its progress moved, read it again.
+            let ids = [company.id.clone()];
+            let now: BTreeSet<(u32, String)> = store
+                .open_steps(&ids)
+                .await?
+                .into_iter()
+                .map(|(_, k, job)| (k, job))
+                .collect();
+            if now != finished {
+                finished = now;
+                k = next_open(Some(&finished));
+                history = load_histories(store, &ids, as_of)
+                    .await?
+                    .remove(&company.id)
+                    .unwrap_or_default();
+            }
+        }
         let mut close = close::CompanyClose::new(
             world,
             company,
@@ -195,8 +214,14 @@ pub async fn run_due<S: Store>(
             match result {
                 Ok(r) => {
                     report.steps += r.completed;
-                    for job in r.done {
+                    for job in &r.done {
                         finished.insert((k, job.to_string()));
+                    }
+                    if r.raced {
+                        // Someone committed these steps despite our lease: leave the company to
+                        // them rather than build on a history we did not read.
+                        report.busy.push(company.id.clone());
+                        break;
                     }
                     if !closed(&finished, k) {
                         break;

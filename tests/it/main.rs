@@ -3,5 +3,6 @@
 
 mod cli;
 mod golden;
+mod production;
 mod store;
 mod support;

@@ -1,0 +1,400 @@
+//! Running in production: several run-due processes at once, crashes and reruns, a parked
+//! company, fencing of a stale lease holder, and the daemon's start and SIGTERM — on both
+//! backends where a database is involved.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use billrun::store::{Fenced, Lease, StepEffects, StepRun, Store};
+use billrun::with_store;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::support::{TestDb, billrun, csv_rows, fixture, postgres_url};
+
+fn bin() -> String {
+    assert_cmd::cargo::cargo_bin("billrun")
+        .display()
+        .to_string()
+}
+
+async fn all_backends() -> Vec<TestDb> {
+    TestDb::all().await
+}
+
+fn load(url: &str, dir: &Path) {
+    let out = billrun()
+        .args(["--database", url, "load"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn dump(url: &str, out: &Path) {
+    billrun()
+        .args(["--database", url, "dump", "--out"])
+        .arg(out)
+        .assert()
+        .success();
+}
+
+/// Rows of a dumped file; `unordered` sorts them (with `seq` dropped) for files whose order
+/// depends on which process did what first.
+fn rows(dir: &Path, file: &str, unordered: bool) -> Vec<Vec<String>> {
+    let mut rows = csv_rows(&dir.join(file));
+    if unordered {
+        if file == "ledger.csv" {
+            for r in &mut rows {
+                r.remove(0);
+            }
+        }
+        rows.sort();
+    }
+    rows
+}
+
+fn assert_same_outcome(a: &Path, b: &Path, unordered: bool) {
+    for file in [
+        "invoices.csv",
+        "usage_records.csv",
+        "licenses.csv",
+        "card_charges.csv",
+        "rejections.csv",
+    ] {
+        assert_eq!(rows(a, file, false), rows(b, file, false), "{file}");
+    }
+    for file in ["ledger.csv", "job_runs.csv"] {
+        assert_eq!(rows(a, file, unordered), rows(b, file, unordered), "{file}");
+    }
+}
+
+fn generated(dir: &Path) -> std::path::PathBuf {
+    let fx = dir.join("gen");
+    billrun()
+        .args([
+            "gen",
+            "--companies",
+            "24",
+            "--events",
+            "3000",
+            "--seed",
+            "7",
+            "--out",
+        ])
+        .arg(&fx)
+        .assert()
+        .success();
+    fx
+}
+
+async fn fresh_like(db: &TestDb) -> TestDb {
+    match db.backend {
+        "sqlite" => TestDb::sqlite().await,
+        _ => TestDb::postgres(&postgres_url().unwrap()).await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_run_due_processes_at_once_do_every_step_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = generated(tmp.path());
+    for shared in all_backends().await {
+        let single = fresh_like(&shared).await;
+        load(&shared.url, &fx);
+        load(&single.url, &fx);
+        let as_of = "2026-03-15T00:00:00Z";
+        let children: Vec<_> = (0..3)
+            .map(|_| {
+                Command::new(bin())
+                    .args(["--database", &shared.url, "run-due", "--as-of", as_of])
+                    .env("BILLRUN_LOG", "warn")
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // A company held by another process is left to it, so one more run finds nothing.
+        billrun()
+            .args(["--database", &shared.url, "run-due", "--as-of", as_of])
+            .assert()
+            .success();
+        billrun()
+            .args(["--database", &single.url, "run-due", "--as-of", as_of])
+            .assert()
+            .success();
+        let (a, b) = (
+            tmp.path().join(format!("a-{}", shared.backend)),
+            tmp.path().join(format!("b-{}", shared.backend)),
+        );
+        dump(&shared.url, &a);
+        dump(&single.url, &b);
+        assert_same_outcome(&a, &b, true);
+        let runs = rows(&a, "job_runs.csv", true);
+        let mut keys: Vec<_> = runs[1..]
+            .iter()
+            .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+            .collect();
+        let total = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), total, "{}: a step ran twice", shared.backend);
+        assert!(total >= 24 * 2 * 5 && total % 5 == 0, "{total} steps");
+    }
+}
+
+/// Kills run-due at several places (inside a step's transaction, between steps, after a
+/// commit) and reruns it: the result is exactly a clean run's. The crashed run's lease is
+/// taken over once it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_anywhere_then_a_rerun_leaves_what_a_clean_run_leaves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let as_of = "2026-04-02T00:00:00Z";
+    for db in all_backends().await {
+        let clean = fresh_like(&db).await;
+        load(&clean.url, &fixture("credits-wallets"));
+        billrun()
+            .args(["--database", &clean.url, "run-due", "--as-of", as_of])
+            .assert()
+            .success();
+        let want = tmp.path().join(format!("clean-{}", db.backend));
+        dump(&clean.url, &want);
+        for point in [
+            "commit:invoice",
+            "before-commit:expire",
+            "after-commit:grant",
+            "commit:rate",
+        ] {
+            let crashed = fresh_like(&db).await;
+            load(&crashed.url, &fixture("credits-wallets"));
+            let out = billrun()
+                .args([
+                    "--database",
+                    &crashed.url,
+                    "run-due",
+                    "--as-of",
+                    as_of,
+                    "--lease-seconds",
+                    "1",
+                ])
+                .env("BILLRUN_FAILPOINT", point)
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                None,
+                "{point}: the process must have died: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(1200));
+            billrun()
+                .args(["--database", &crashed.url, "run-due", "--as-of", as_of])
+                .assert()
+                .success();
+            let got = tmp
+                .path()
+                .join(format!("{}-{}", db.backend, point.replace(':', "-")));
+            dump(&crashed.url, &got);
+            assert_same_outcome(&want, &got, false);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_company_is_parked_and_the_others_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    for db in all_backends().await {
+        load(&db.url, &fixture("credits-wallets"));
+        let out = billrun()
+            .args([
+                "--database",
+                &db.url,
+                "run-due",
+                "--as-of",
+                "2026-03-02T00:00:00Z",
+            ])
+            .env("BILLRUN_FAILPOINT", "error:invoice:alpha")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = billrun()
+            .args([
+                "--database",
+                &db.url,
+                "status",
+                "--as-of",
+                "2026-03-02T00:00:00Z",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(status.status.code(), Some(3));
+        let text = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            text.contains("alpha 2026-01-01 invoice")
+                && text.contains("fail point invoice:alpha reached"),
+            "{text}"
+        );
+        assert!(text.contains("beta  2026-03-01  0"), "beta went on: {text}");
+        // The next run retries the parked company and clears it.
+        billrun()
+            .args([
+                "--database",
+                &db.url,
+                "run-due",
+                "--as-of",
+                "2026-03-02T00:00:00Z",
+            ])
+            .assert()
+            .success();
+        let status = billrun()
+            .args([
+                "--database",
+                &db.url,
+                "status",
+                "--as-of",
+                "2026-03-02T00:00:00Z",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            text.contains("parked: none") && text.contains("alpha  2026-03-01  0"),
+            "{text}"
+        );
+        let out = tmp.path().join(db.backend);
+        dump(&db.url, &out);
+        assert_eq!(
+            csv_rows(&out.join("invoices.csv"))
+                .iter()
+                .filter(|r| r[1] == "alpha")
+                .count(),
+            3 + 3 + 5
+        );
+    }
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// A process whose lease ran out and was taken over can no longer write, even if it wakes up
+/// and tries: its commit is refused and leaves nothing.
+#[tokio::test]
+async fn a_stale_lease_holder_cannot_write() {
+    for db in all_backends().await {
+        let store = db.store().await;
+        with_store!(&store, s => {
+            s.migrate().await.unwrap();
+            let fence_a = s.acquire_lease("acme", "a", t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:01Z")).await.unwrap().unwrap();
+            assert_eq!(s.acquire_lease("acme", "b", t("2026-01-01T00:00:00.5Z"), t("2026-01-01T00:01:00Z")).await.unwrap(), None, "{}: a live lease is not taken", db.backend);
+            let fence_b = s.acquire_lease("acme", "b", t("2026-01-01T00:00:02Z"), t("2026-01-01T00:01:00Z")).await.unwrap().unwrap();
+            assert!(fence_b > fence_a);
+            let run = |owner: &str, fence: i64| StepRun {
+                job: "grant",
+                company: "acme".into(),
+                boundary_index: 0,
+                boundary_at: t("2026-01-01T00:00:00Z"),
+                boundary: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                started_at: t("2026-01-01T00:00:03Z"),
+                finished_at: t("2026-01-01T00:00:03Z"),
+                lease: Some(Lease { owner: owner.into(), fence, ttl_micros: 60_000_000 }),
+            };
+            let err = s.commit_step(&run("a", fence_a), &StepEffects::default()).await.unwrap_err();
+            assert!(err.downcast_ref::<Fenced>().is_some(), "{err:#}");
+            assert!(s.job_runs().await.unwrap().is_empty(), "a refused commit writes nothing");
+            assert!(s.commit_step(&run("b", fence_b), &StepEffects::default()).await.unwrap());
+            assert_eq!(s.job_runs().await.unwrap().len(), 1);
+        });
+    }
+}
+
+#[test]
+fn the_daemon_runs_due_work_and_stops_cleanly_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", tmp.path().join("db.sqlite").display());
+    load(&url, &fixture("dst-gap"));
+    let config = tmp.path().join("schedule.toml");
+    std::fs::write(
+        &config,
+        "cron = \"* * * * * *\"\ngrace_seconds = 10\nlease_seconds = 30\n",
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["--database", &url, "schedule", "--config"])
+        .arg(&config)
+        .env("BILLRUN_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tmp.path().join("dump");
+    let started = Instant::now();
+    loop {
+        dump(&url, &out);
+        if csv_rows(&out.join("job_runs.csv")).len() > 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the daemon closed nothing"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("SIGTERM received") && stderr.contains("scheduler stopped"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_daemon_refuses_an_invalid_cron_expression_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("schedule.toml");
+    std::fs::write(&config, "cron = \"0 0 25 * * *\"\n").unwrap();
+    let out = billrun()
+        .args(["schedule", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cron: invalid cron expression \"0 0 25 * * *\": "),
+        "{stderr}"
+    );
+}

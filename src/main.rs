@@ -181,7 +181,18 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(async {
+        let result = run(cli).await;
+        let stores = OPENED
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        for store in stores {
+            store.close().await;
+        }
+        result
+    });
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Input(msg)) => {
             eprintln!("error: {msg}");
@@ -206,9 +217,21 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Every store a command opened, closed cleanly when it ends (SQLite then checkpoints its
+/// write-ahead log into the database file).
+static OPENED: std::sync::Mutex<Vec<AnyStore>> = std::sync::Mutex::new(Vec::new());
+
+fn opened(store: AnyStore) -> AnyStore {
+    if let Ok(mut list) = OPENED.lock() {
+        list.push(store.clone());
+    }
+    store
+}
+
 async fn connect(url: &str) -> Result<AnyStore, Failure> {
     AnyStore::connect(url)
         .await
+        .map(opened)
         .with_context(|| format!("connecting to {}", redact_url(url)))
         .map_err(Failure::Other)
 }
@@ -322,7 +345,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 Some(url) => connect(url).await?,
                 None => {
                     let url = format!("sqlite://{}", tmp.path().join("replay.db").display());
-                    AnyStore::Sqlite(SqliteStore::connect(&url).await?)
+                    opened(AnyStore::Sqlite(SqliteStore::connect(&url).await?))
                 }
             };
             with_store!(&store, s => {

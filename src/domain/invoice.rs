@@ -287,10 +287,14 @@ pub fn license_lines(
 
 /// The `bundle_fee` lines of boundary `k`: one per bundle whose cadence period starts there,
 /// in scenario order.
-pub fn bundle_lines(company: &Company, bundles: &[Bundle], k: u32) -> Vec<Line> {
+pub fn bundle_lines<'a>(
+    company: &Company,
+    bundles: impl IntoIterator<Item = &'a Bundle>,
+    k: u32,
+) -> Vec<Line> {
     let grid = company.grid();
     bundles
-        .iter()
+        .into_iter()
         .filter(|b| b.company == company.id)
         .filter_map(|b| {
             let start = grid.boundary_index_on(b.start)?;

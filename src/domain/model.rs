@@ -260,6 +260,8 @@ struct WorldIndex {
     offices: BTreeMap<String, Vec<usize>>,
     parties: BTreeMap<String, Vec<usize>>,
     pools: BTreeMap<String, Vec<usize>>,
+    allowances: BTreeMap<String, Vec<usize>>,
+    bundles: BTreeMap<String, Vec<usize>>,
     party_by_id: BTreeMap<String, usize>,
 }
 
@@ -279,6 +281,16 @@ impl World {
         }
         for (i, p) in self.pools.iter().enumerate() {
             index.pools.entry(p.company.clone()).or_default().push(i);
+        }
+        for (i, a) in self.allowances.iter().enumerate() {
+            index
+                .allowances
+                .entry(a.company.clone())
+                .or_default()
+                .push(i);
+        }
+        for (i, b) in self.bundles.iter().enumerate() {
+            index.bundles.entry(b.company.clone()).or_default().push(i);
         }
         self.index = index;
         self
@@ -317,6 +329,21 @@ impl World {
     /// The pools of a company at load.
     pub fn pools_of<'a>(&'a self, company: &'a str) -> impl Iterator<Item = &'a InitialPool> + 'a {
         self.of(&self.pools, &self.index.pools, company, |p| &p.company)
+    }
+
+    /// The allowances of a company, in scenario order.
+    pub fn allowances_of<'a>(
+        &'a self,
+        company: &'a str,
+    ) -> impl Iterator<Item = &'a Allowance> + 'a {
+        self.of(&self.allowances, &self.index.allowances, company, |a| {
+            &a.company
+        })
+    }
+
+    /// The bundles of a company, in scenario order.
+    pub fn bundles_of<'a>(&'a self, company: &'a str) -> impl Iterator<Item = &'a Bundle> + 'a {
+        self.of(&self.bundles, &self.index.bundles, company, |b| &b.company)
     }
 
     /// Finds a user or group.

@@ -60,3 +60,22 @@ pub struct Rating {
     /// Rated by a later close than its period's.
     pub late: bool,
 }
+
+/// What a close needs of a usage row not yet rated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unrated {
+    /// The company.
+    pub company: String,
+    /// The usage id.
+    pub id: String,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// When it reached billing.
+    pub received_at: DateTime<Utc>,
+    /// Its office (the wallet scope under office sharing).
+    pub office: String,
+    /// Its service (the draw-down order).
+    pub service: String,
+    /// Its exact cost.
+    pub cost: Decimal,
+}

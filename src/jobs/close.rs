@@ -17,7 +17,7 @@ use crate::domain::invoice::{
     arrears, bundle_lines, credit_lines, document, invoice_number, license_lines,
 };
 use crate::domain::model::{Billing, BundleKind, Company, CreditSharing, Event, World};
-use crate::domain::usage::{Rating, Usage};
+use crate::domain::usage::{Rating, Unrated};
 use crate::domain::wallets::{EntryKind, GrantRank, LedgerEntry, Wallets};
 use crate::store::{CardCharge, Lease, StepEffects, StepRun, Store};
 
@@ -61,7 +61,7 @@ pub struct CompanyClose<'a> {
     account: Account,
     ledger: Vec<LedgerEntry>,
     /// Unrated usage, in (occurred_at, id) order.
-    unrated: Vec<Usage>,
+    unrated: Vec<Unrated>,
     ranks: BTreeMap<String, GrantRank>,
 }
 
@@ -73,26 +73,16 @@ impl<'a> CompanyClose<'a> {
         company: &'a Company,
         events: &'a [Event],
         ledger: Vec<LedgerEntry>,
-        mut unrated: Vec<Usage>,
+        mut unrated: Vec<Unrated>,
     ) -> Self {
         unrated.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
         let mut ranks = BTreeMap::new();
-        for (i, a) in world
-            .allowances
-            .iter()
-            .filter(|a| a.company == company.id)
-            .enumerate()
-        {
+        for (i, a) in world.allowances_of(&company.id).enumerate() {
             ranks
                 .entry(format!("allowance:{}", a.service))
                 .or_insert((0, i));
         }
-        for (i, b) in world
-            .bundles
-            .iter()
-            .filter(|b| b.company == company.id)
-            .enumerate()
-        {
+        for (i, b) in world.bundles_of(&company.id).enumerate() {
             ranks.entry(b.id.clone()).or_insert((1, i));
         }
         CompanyClose {
@@ -163,7 +153,7 @@ impl<'a> CompanyClose<'a> {
     fn rate(&mut self, k: u32) -> StepEffects {
         let grid = self.company.grid();
         let at = grid.boundary_at(k);
-        let (due, later): (Vec<Usage>, Vec<Usage>) = std::mem::take(&mut self.unrated)
+        let (due, later): (Vec<Unrated>, Vec<Unrated>) = std::mem::take(&mut self.unrated)
             .into_iter()
             .partition(|u| u.occurred_at < at && u.received_at < at);
         self.unrated = later;
@@ -231,7 +221,7 @@ impl<'a> CompanyClose<'a> {
             book.purchases(),
             at,
         );
-        lines.extend(bundle_lines(company, &world.bundles, k));
+        lines.extend(bundle_lines(company, world.bundles_of(&company.id), k));
         if k > 0 {
             let from = grid.boundary_at(k - 1);
             let made: Vec<LedgerEntry> = self
@@ -284,7 +274,7 @@ impl<'a> CompanyClose<'a> {
 }
 
 /// The wallet scope that pays for a usage row.
-fn usage_scope(company: &Company, usage: &Usage) -> String {
+fn usage_scope(company: &Company, usage: &Unrated) -> String {
     match company.credit_sharing {
         CreditSharing::Company => "company".to_string(),
         CreditSharing::Office if usage.service == "ai_agent" => company.primary_office.clone(),
@@ -312,16 +302,8 @@ fn scopes(world: &World, company: &Company) -> Vec<String> {
 fn grant(world: &World, company: &Company, k: u32) -> Vec<LedgerEntry> {
     let grid = company.grid();
     let (at, date) = (grid.boundary_at(k), grid.boundary_date(k));
-    let allowances: Vec<_> = world
-        .allowances
-        .iter()
-        .filter(|a| a.company == company.id)
-        .collect();
-    let bundles: Vec<_> = world
-        .bundles
-        .iter()
-        .filter(|b| b.company == company.id)
-        .collect();
+    let allowances: Vec<_> = world.allowances_of(&company.id).collect();
+    let bundles: Vec<_> = world.bundles_of(&company.id).collect();
     let mut entries = Vec::new();
     for scope in scopes(world, company) {
         for a in &allowances {

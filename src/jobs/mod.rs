@@ -123,15 +123,21 @@ pub async fn run_due<S: Store>(
     }
     let wanted = |job: &str| options.job.as_ref().is_none_or(|j| j == job);
     // Read the history of every company with due work in a few bulk queries.
-    let due_ids: Vec<String> = companies
+    // Each company's last due boundary bounds what its close reads.
+    let last_due = |c: &Company| -> Option<DateTime<Utc>> {
+        let grid = c.grid();
+        let mut last = grid.period_index(as_of)?;
+        if let Some(caps) = &options.last_boundary {
+            last = last.min(*caps.get(&c.id)?);
+        }
+        (next_open(done.get(&c.id)) <= last).then(|| grid.boundary_at(last))
+    };
+    let due: Vec<(String, DateTime<Utc>)> = companies
         .iter()
-        .filter(|c| {
-            let next = next_open(done.get(&c.id));
-            c.grid().boundary_at(next) <= as_of
-        })
-        .map(|c| c.id.clone())
+        .filter_map(|c| last_due(c).map(|until| (c.id.clone(), until)))
         .collect();
-    let mut histories = load_histories(store, &due_ids, as_of).await?;
+    let bounds: BTreeMap<String, DateTime<Utc>> = due.iter().cloned().collect();
+    let mut histories = load_histories(store, &due).await?;
     let mut report = DueReport::default();
     for company in companies {
         if let Some(p) = &options.progress {
@@ -186,7 +192,8 @@ pub async fn run_due<S: Store>(
             if now != finished {
                 finished = now;
                 k = next_open(Some(&finished));
-                history = load_histories(store, &ids, as_of)
+                let until = bounds.get(&company.id).copied().unwrap_or(as_of);
+                history = load_histories(store, &[(company.id.clone(), until)])
                     .await?
                     .remove(&company.id)
                     .unwrap_or_default();
@@ -274,15 +281,18 @@ fn next_open(finished: Option<&BTreeSet<(u32, String)>>) -> u32 {
 struct History {
     events: Vec<crate::domain::model::Event>,
     ledger: Vec<crate::domain::wallets::LedgerEntry>,
-    unrated: Vec<crate::domain::usage::Usage>,
+    unrated: Vec<crate::domain::usage::Unrated>,
 }
 
-/// The histories of `companies`, read in three queries.
+/// The histories of `companies`, read in three queries; each company's unrated usage up to
+/// the boundary `until` it gives.
 async fn load_histories<S: Store>(
     store: &S,
-    companies: &[String],
-    as_of: DateTime<Utc>,
+    companies: &[(String, DateTime<Utc>)],
 ) -> anyhow::Result<BTreeMap<String, History>> {
+    let bounds = companies;
+    let companies: Vec<String> = companies.iter().map(|(c, _)| c.clone()).collect();
+    let companies = companies.as_slice();
     let mut out: BTreeMap<String, History> = BTreeMap::new();
     if companies.is_empty() {
         return Ok(out);
@@ -293,7 +303,7 @@ async fn load_histories<S: Store>(
     for r in store.ledger_in(companies).await? {
         out.entry(r.company).or_default().ledger.push(r.entry);
     }
-    for u in store.unrated_usage(companies, as_of).await? {
+    for u in store.unrated_usage(bounds).await? {
         out.entry(u.company.clone()).or_default().unrated.push(u);
     }
     Ok(out)

@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use crate::domain::invoice::Document;
 use crate::domain::licenses::AppliedRemoval;
 use crate::domain::model::{Event, World};
-use crate::domain::usage::{Rating, Usage};
+use crate::domain::usage::{Rating, Unrated, Usage};
 use crate::domain::wallets::LedgerEntry;
 
 pub use postgres::PgStore;
@@ -208,13 +208,12 @@ pub trait Store {
     /// The content of accepted usage rows with these ids: (id, content).
     async fn usage_contents(&self, ids: &[String]) -> anyhow::Result<Vec<(String, String)>>;
 
-    /// The accepted usage of `companies` not yet rated that occurred and was received at or
-    /// before `until`, in (company, occurred_at, id) order.
+    /// For each (company, until), its accepted usage not yet rated that occurred and was
+    /// received before `until`, in (company, occurred_at, id) order.
     async fn unrated_usage(
         &self,
-        companies: &[String],
-        until: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<Usage>>;
+        bounds: &[(String, DateTime<Utc>)],
+    ) -> anyhow::Result<Vec<Unrated>>;
 
     /// The accepted events of `companies` (only those of the given types, if any), in
     /// arrival order.
@@ -293,6 +292,7 @@ pub trait Store {
 }
 
 /// A store chosen at run time from a database URL.
+#[derive(Clone)]
 pub enum AnyStore {
     /// `sqlite://…`
     Sqlite(SqliteStore),
@@ -312,6 +312,16 @@ impl AnyStore {
                 "unsupported database URL {}: use sqlite://PATH or postgres://…",
                 redact_url(url)
             )
+        }
+    }
+}
+
+impl AnyStore {
+    /// Closes every connection (SQLite then checkpoints its write-ahead log).
+    pub async fn close(&self) {
+        match self {
+            AnyStore::Sqlite(s) => s.pool.close().await,
+            AnyStore::Postgres(s) => s.pool.close().await,
         }
     }
 }

@@ -426,21 +426,31 @@ macro_rules! sql_store {
                 Ok(out)
             }
 
-            async fn unrated_usage(&self, companies: &[String], until: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Vec<$crate::domain::usage::Usage>> {
-                let until = $crate::store::codec::instant(until);
+            async fn unrated_usage(&self, bounds: &[(String, chrono::DateTime<chrono::Utc>)]) -> anyhow::Result<Vec<$crate::domain::usage::Unrated>> {
+                use sqlx::Row as _;
+                use $crate::store::codec;
                 let mut out = Vec::new();
-                for chunk in companies.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT * FROM usage u WHERE NOT EXISTS (SELECT 1 FROM usage_ratings r WHERE r.company_id = u.company_id AND r.id = u.id) AND u.occurred_at <= ",
+                for chunk in bounds.chunks(400) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("WITH bounds (company_id, until) AS (");
+                    qb.push_values(chunk, |mut b, (company, until)| {
+                        b.push_bind(company.clone()).push_bind(codec::instant(*until));
+                    });
+                    qb.push(
+                        ") SELECT u.company_id, u.id, u.occurred_at, u.received_at, u.office, u.service, u.cost \
+                         FROM usage u JOIN bounds b ON b.company_id = u.company_id \
+                         WHERE u.occurred_at < b.until AND u.received_at < b.until \
+                         AND NOT EXISTS (SELECT 1 FROM usage_ratings r WHERE r.company_id = u.company_id AND r.id = u.id)",
                     );
-                    qb.push_bind(until).push(" AND u.received_at <= ").push_bind(until).push(" AND u.company_id IN (");
-                    let mut sep = qb.separated(", ");
-                    for c in chunk {
-                        sep.push_bind(c.clone());
-                    }
-                    qb.push(") ORDER BY u.company_id, u.occurred_at, u.id");
                     for r in qb.build().fetch_all(&self.pool).await? {
-                        out.push(Self::usage_from_row(&r)?);
+                        out.push($crate::domain::usage::Unrated {
+                            company: r.try_get("company_id")?,
+                            id: r.try_get("id")?,
+                            occurred_at: codec::at(r.try_get("occurred_at")?)?,
+                            received_at: codec::at(r.try_get("received_at")?)?,
+                            office: r.try_get("office")?,
+                            service: r.try_get("service")?,
+                            cost: codec::amount(r.try_get("cost")?),
+                        });
                     }
                 }
                 Ok(out)
@@ -648,21 +658,27 @@ macro_rules! sql_store {
                             qb.build().execute(&mut *tx).await?;
                         }
                     }
-                    let entries: Vec<(&str, &$crate::domain::wallets::LedgerEntry)> =
-                        effects.ledger.iter().map(|e| (run.company.as_str(), e)).collect();
-                    Self::insert_ledger(&mut tx, &entries).await?;
-                    for chunk in effects.ratings.chunks(500) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new(
-                            "INSERT INTO usage_ratings (company_id, id, boundary_index, wallet_sources, late) ",
-                        );
-                        qb.push_values(chunk, |mut b, r| {
-                            b.push_bind(run.company.clone()).push_bind(r.id.clone())
-                                .push_bind(i64::from(r.boundary_index)).push_bind(r.wallet_sources.clone()).push_bind(r.late);
-                        });
-                        qb.build().execute(&mut *tx).await?;
-                    }
                     Self::insert_card_charges(&mut tx, &effects.card_charges).await?;
                     $crate::failpoint::hit(&format!("commit:{}", run.job));
+                }
+                // The ledger entries and ratings of all the steps, in step order, in as few
+                // statements as their number allows.
+                let entries: Vec<(&str, &$crate::domain::wallets::LedgerEntry)> = steps
+                    .iter()
+                    .flat_map(|(run, effects)| effects.ledger.iter().map(move |e| (run.company.as_str(), e)))
+                    .collect();
+                Self::insert_ledger(&mut tx, &entries).await?;
+                let ratings: Vec<&$crate::domain::usage::Rating> =
+                    steps.iter().flat_map(|(_, effects)| effects.ratings.iter()).collect();
+                for chunk in ratings.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO usage_ratings (company_id, id, boundary_index, wallet_sources, late) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(first.company.clone()).push_bind(r.id.clone())
+                            .push_bind(i64::from(r.boundary_index)).push_bind(r.wallet_sources.clone()).push_bind(r.late);
+                    });
+                    qb.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(true)

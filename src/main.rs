@@ -161,6 +161,27 @@ impl From<LoadError> for Failure {
     }
 }
 
+/// `--as-of`, or the wall clock when it is absent.
+fn instant_or_now(as_of: Option<String>) -> Result<DateTime<Utc>, Failure> {
+    match as_of {
+        Some(s) => parse_instant("as-of", &s),
+        None => Ok(Utc::now()),
+    }
+}
+
+/// Refuses a `--company` the database does not know.
+fn known_company(
+    world: &billrun::domain::model::World,
+    company: Option<&str>,
+) -> Result<(), Failure> {
+    match company {
+        Some(c) if !world.companies.contains_key(c) => {
+            Err(Failure::Input(format!("--company: unknown company {c:?}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn parse_instant(flag: &str, s: &str) -> Result<DateTime<Utc>, Failure> {
     billrun::fixture::values::instant(s).map_err(|m| Failure::Input(format!("--{flag}: {m}")))
 }
@@ -255,10 +276,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             job,
             lease_seconds,
         } => {
-            let as_of = match as_of {
-                Some(s) => parse_instant("as-of", &s)?,
-                None => wall(),
-            };
+            let as_of = instant_or_now(as_of)?;
             if let Some(j) = &job
                 && !jobs::STEPS.contains(&j.as_str())
             {
@@ -271,11 +289,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             with_store!(&store, s => {
                 s.migrate().await?;
                 let world = s.world().await?;
-                if let Some(c) = &company
-                    && !world.companies.contains_key(c)
-                {
-                    return Err(Failure::Input(format!("--company: unknown company {c:?}")));
-                }
+                known_company(&world, company.as_deref())?;
                 let options = DueOptions {
                     company,
                     companies: None,
@@ -313,22 +327,15 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             })
         }
         Command::Status { company, as_of } => {
-            let as_of = match as_of {
-                Some(s) => parse_instant("as-of", &s)?,
-                None => wall(),
-            };
+            let as_of = instant_or_now(as_of)?;
             let store = connect(&cli.database).await?;
             with_store!(&store, s => {
                 s.migrate().await?;
                 let world = s.world().await?;
-                if let Some(c) = &company
-                    && !world.companies.contains_key(c)
-                {
-                    return Err(Failure::Input(format!("--company: unknown company {c:?}")));
-                }
+                known_company(&world, company.as_deref())?;
                 let rows = jobs::status::status(s, &world, as_of, company.as_deref()).await?;
                 let rejections = s.rejections().await?.len();
-                print!("{}", status_text(&rows, rejections));
+                print!("{}", export::text::status_text(&rows, rejections));
                 Ok(if rows.iter().any(|r| !r.parked.is_empty()) { EXIT_PARTIAL } else { EXIT_OK })
             })
         }
@@ -385,10 +392,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(EXIT_OK)
         }
         Command::PlanUsage { company, as_of } => {
-            let as_of = match as_of {
-                Some(s) => parse_instant("as-of", &s)?,
-                None => wall(),
-            };
+            let as_of = instant_or_now(as_of)?;
             let store = connect(&cli.database).await?;
             with_store!(&store, s => {
                 let world = s.world().await?;
@@ -396,7 +400,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     return Err(Failure::Input(format!("--company: unknown company {company:?}")));
                 };
                 let rows = jobs::plan_usage(s, &world, &company, as_of).await?;
-                print!("{}", plan_usage_table(&rows, &c.currency));
+                print!("{}", export::text::plan_usage_table(&rows, &c.currency));
                 Ok(EXIT_OK)
             })
         }
@@ -480,89 +484,6 @@ fn spawn_signal_handler(token: tokio_util::sync::CancellationToken) {
         }
         token.cancel();
     });
-}
-
-/// The status report as text.
-fn status_text(rows: &[jobs::status::CompanyStatus], rejections: usize) -> String {
-    let mut out = String::from("company  closed through  pending  next boundary\n");
-    for r in rows {
-        let closed = r.closed_through.map_or("-".to_string(), |d| d.to_string());
-        out.push_str(&format!(
-            "{}  {closed}  {}  {}\n",
-            r.company,
-            r.pending.len(),
-            r.next
-        ));
-    }
-    let parked: Vec<_> = rows.iter().flat_map(|r| &r.parked).collect();
-    if parked.is_empty() {
-        out.push_str("parked: none\n");
-    } else {
-        out.push_str("parked (retried by the next run):\n");
-        for f in parked {
-            out.push_str(&format!(
-                "  {} {} {} at {}: {}\n",
-                f.company,
-                f.boundary,
-                f.job,
-                f.failed_at.to_rfc3339(),
-                f.error
-            ));
-        }
-    }
-    out.push_str(&format!(
-        "rejected items: {rejections} (see rejections.csv from `billrun dump`)\n"
-    ));
-    out.push_str("email queue: usage emails are not part of this version\n");
-    out
-}
-
-/// The plan usage view as an aligned text table.
-fn plan_usage_table(
-    rows: &[billrun::domain::wallets::PlanUsage],
-    currency: &billrun::domain::money::Currency,
-) -> String {
-    let money = |d: Option<rust_decimal::Decimal>| {
-        d.map(|d| currency.format_amount(d))
-            .unwrap_or_else(|| "-".into())
-    };
-    let mut table = vec![
-        ["scope", "wallet", "committed", "spent", "available", "used"]
-            .map(String::from)
-            .to_vec(),
-    ];
-    for r in rows {
-        table.push(vec![
-            r.scope.clone(),
-            r.wallet.clone(),
-            money(r.committed),
-            money(r.spent),
-            money(Some(r.available)),
-            r.used_percent()
-                .map(|p| format!("{p}%"))
-                .unwrap_or_else(|| "-".into()),
-        ]);
-    }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &table {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i < 2 {
-                    format!("{c:<w$}", w = widths[i])
-                } else {
-                    format!("{c:>w$}", w = widths[i])
-                }
-            })
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 /// `load`: a folder with a scenario is validated whole and recorded; a folder with only

@@ -1,6 +1,7 @@
-//! Reports: the replay and dump files of §10.
+//! Reports: the replay and dump files, and the text reports of `status` and `plan-usage`.
 
 mod csv_file;
 pub mod replay_files;
+pub mod text;
 
 pub use csv_file::write_csv;

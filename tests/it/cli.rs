@@ -269,3 +269,60 @@ fn a_rejected_usage_row_is_rated_once_fixed() {
         "only the original rejection"
     );
 }
+
+/// The plan usage view: committed, spent and available per wallet, from the ledger.
+#[test]
+fn plan_usage_shows_what_each_wallet_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    billrun()
+        .args(["--database", &url, "load"])
+        .arg(fixture("credits-wallets"))
+        .assert()
+        .code(3);
+    billrun()
+        .args([
+            "--database",
+            &url,
+            "run-due",
+            "--as-of",
+            "2026-02-20T00:00:00Z",
+        ])
+        .assert()
+        .success();
+    let out = billrun()
+        .args([
+            "--database",
+            &url,
+            "plan-usage",
+            "--company",
+            "alpha",
+            "--as-of",
+            "2026-02-20T00:00:00Z",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["scope", "wallet", "committed", "spent", "available", "used"]
+    );
+    // January's AI usage spent 0.51 of the annual AI bundle's 30.00; February is not rated yet.
+    assert!(
+        lines.contains(&vec!["company", "ai", "30.00", "0.51", "29.49", "1.7%"]),
+        "{text}"
+    );
+    assert!(
+        lines.contains(&vec!["company", "universal", "-", "-", "10.00", "-"]),
+        "{text}"
+    );
+    billrun()
+        .args(["--database", &url, "plan-usage", "--company", "nobody"])
+        .assert()
+        .code(2);
+}

@@ -1,0 +1,85 @@
+//! Reports for people at a terminal: the status of closes and the plan usage view.
+
+use crate::domain::money::Currency;
+use crate::domain::wallets::PlanUsage;
+use crate::jobs::status::CompanyStatus;
+
+/// The plan usage view as an aligned text table.
+pub fn plan_usage_table(rows: &[PlanUsage], currency: &Currency) -> String {
+    let money = |d: Option<rust_decimal::Decimal>| {
+        d.map(|d| currency.format_amount(d))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut table = vec![
+        ["scope", "wallet", "committed", "spent", "available", "used"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for r in rows {
+        table.push(vec![
+            r.scope.clone(),
+            r.wallet.clone(),
+            money(r.committed),
+            money(r.spent),
+            money(Some(r.available)),
+            r.used_percent()
+                .map(|p| format!("{p}%"))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &table {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i < 2 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The status report as text.
+pub fn status_text(rows: &[CompanyStatus], rejections: usize) -> String {
+    let mut out = String::from("company  closed through  pending  next boundary\n");
+    for r in rows {
+        let closed = r.closed_through.map_or("-".to_string(), |d| d.to_string());
+        out.push_str(&format!(
+            "{}  {closed}  {}  {}\n",
+            r.company,
+            r.pending.len(),
+            r.next
+        ));
+    }
+    let parked: Vec<_> = rows.iter().flat_map(|r| &r.parked).collect();
+    if parked.is_empty() {
+        out.push_str("parked: none\n");
+    } else {
+        out.push_str("parked (retried by the next run):\n");
+        for f in parked {
+            out.push_str(&format!(
+                "  {} {} {} at {}: {}\n",
+                f.company,
+                f.boundary,
+                f.job,
+                f.failed_at.to_rfc3339(),
+                f.error
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "rejected items: {rejections} (see rejections.csv from `billrun dump`)\n"
+    ));
+    out.push_str("email queue: usage emails are not part of this version\n");
+    out
+}

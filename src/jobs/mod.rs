@@ -136,132 +136,163 @@ pub async fn run_due<S: Store>(
         .iter()
         .filter_map(|c| last_due(c).map(|until| (c.id.clone(), until)))
         .collect();
-    let bounds: BTreeMap<String, DateTime<Utc>> = due.iter().cloned().collect();
-    let mut histories = load_histories(store, &due).await?;
+    let by_id: BTreeMap<&str, &Company> = companies.iter().map(|c| (c.id.as_str(), *c)).collect();
+    if let Some(p) = &options.progress {
+        p.set_length(due.len() as u64);
+    }
     let mut report = DueReport::default();
-    for company in companies {
-        if let Some(p) = &options.progress {
-            p.inc(1);
-        }
-        let grid = company.grid();
-        let mut finished = done.remove(&company.id).unwrap_or_default();
-        let closed = |finished: &BTreeSet<(u32, String)>, k: u32| {
-            STEPS.iter().all(|j| finished.contains(&(k, j.to_string())))
-        };
-        let mut k = next_open(Some(&finished));
-        let cap = options
-            .last_boundary
-            .as_ref()
-            .map(|m| m.get(&company.id).copied());
-        let due =
-            |k: u32| grid.boundary_at(k) <= as_of && cap.is_none_or(|c| c.is_some_and(|c| k <= c));
-        if !due(k) {
-            continue;
-        }
-        let lease = match &options.lease {
-            None => None,
-            Some(cfg) => {
-                let now = clock();
-                match store
-                    .acquire_lease(&company.id, &cfg.owner, now, now + cfg.ttl)
-                    .await?
-                {
-                    Some(fence) => Some(Lease {
-                        owner: cfg.owner.clone(),
-                        fence,
-                        ttl_micros: cfg.ttl.num_microseconds().unwrap_or(i64::MAX),
-                    }),
-                    None => {
-                        report.busy.push(company.id.clone());
-                        continue;
-                    }
-                }
-            }
-        };
-        let mut history = histories.remove(&company.id).unwrap_or_default();
-        if lease.is_some() {
-            // Another instance may have closed some of this company between the bulk read and
-            // taking the lease: if its progress moved, read it again.
-            let ids = [company.id.clone()];
-            let now: BTreeSet<(u32, String)> = store
-                .open_steps(&ids)
+    // Companies are taken in chunks: their leases, their progress and their history are read
+    // and written a chunk at a time, and each company's boundaries are committed one by one.
+    for chunk in due.chunks(256) {
+        let mut chunk: Vec<(String, DateTime<Utc>)> = chunk.to_vec();
+        let mut fences: BTreeMap<String, i64> = BTreeMap::new();
+        if let Some(cfg) = &options.lease {
+            let now = clock();
+            let ids: Vec<String> = chunk.iter().map(|(c, _)| c.clone()).collect();
+            fences = store
+                .acquire_leases(&ids, &cfg.owner, now, now + cfg.ttl)
                 .await?
                 .into_iter()
-                .map(|(_, k, job)| (k, job))
                 .collect();
-            if now != finished {
-                finished = now;
-                k = next_open(Some(&finished));
-                let until = bounds.get(&company.id).copied().unwrap_or(as_of);
-                history = load_histories(store, &[(company.id.clone(), until)])
-                    .await?
-                    .remove(&company.id)
-                    .unwrap_or_default();
+            for (c, _) in chunk.iter().filter(|(c, _)| !fences.contains_key(c)) {
+                report.busy.push(c.clone());
+            }
+            chunk.retain(|(c, _)| fences.contains_key(c));
+            // Another instance may have closed some of these companies since `done` was read:
+            // read their progress again now that they are ours.
+            let ids: Vec<String> = chunk.iter().map(|(c, _)| c.clone()).collect();
+            for c in &ids {
+                done.remove(c);
+            }
+            for (c, k, job) in store.open_steps(&ids).await? {
+                done.entry(c).or_default().insert((k, job));
             }
         }
-        let mut close = close::CompanyClose::new(
-            world,
-            company,
-            &history.events,
-            history.ledger,
-            history.unrated,
-        );
-        while due(k) {
-            let done_here = |job: &str| finished.contains(&(k, job.to_string()));
-            let result = close::close_boundary(
+        let mut histories = load_histories(store, &chunk).await?;
+        for (id, _) in &chunk {
+            let company = by_id[id.as_str()];
+            if let Some(p) = &options.progress {
+                p.inc(1);
+            }
+            let lease = options.lease.as_ref().map(|cfg| Lease {
+                owner: cfg.owner.clone(),
+                fence: fences[id],
+                ttl_micros: cfg.ttl.num_microseconds().unwrap_or(i64::MAX),
+            });
+            close_company(
                 store,
-                &mut close,
-                k,
-                &done_here,
-                &wanted,
-                lease.as_ref(),
-                clock,
+                world,
+                company,
+                histories.remove(id).unwrap_or_default(),
+                done.remove(id).unwrap_or_default(),
+                Run {
+                    as_of,
+                    options,
+                    lease: lease.as_ref(),
+                    wanted: &wanted,
+                    clock,
+                },
+                &mut report,
             )
-            .await;
-            match result {
-                Ok(r) => {
-                    report.steps += r.completed;
-                    for job in &r.done {
-                        finished.insert((k, job.to_string()));
-                    }
-                    if r.raced {
-                        // Someone committed these steps despite our lease: leave the company to
-                        // them rather than build on a history we did not read.
-                        report.busy.push(company.id.clone());
-                        break;
-                    }
-                    if !closed(&finished, k) {
-                        break;
-                    }
-                    report
-                        .closed
-                        .push((company.id.clone(), grid.boundary_date(k)));
-                }
-                Err(e) => {
-                    let message = format!("closing {}: {e}", grid.boundary_date(k));
-                    if e.source.downcast_ref::<Fenced>().is_none() {
-                        store
-                            .record_failure(&StepFailure {
-                                job: e.job.to_string(),
-                                company: company.id.clone(),
-                                boundary_index: k,
-                                boundary: grid.boundary_date(k),
-                                error: format!("{:#}", e.source),
-                                failed_at: clock(),
-                            })
-                            .await?;
-                    }
-                    report.failed.push((company.id.clone(), message));
-                    break;
-                }
-            }
-            k += 1;
+            .await?;
         }
-        if let Some(l) = &lease {
-            store.release_lease(&company.id, &l.owner, l.fence).await?;
+        if let Some(cfg) = &options.lease {
+            let ids: Vec<String> = chunk.into_iter().map(|(c, _)| c).collect();
+            store.release_leases(&ids, &cfg.owner).await?;
         }
     }
     Ok(report)
+}
+
+/// Closes one company's due boundaries, oldest first, from its history; a failing step parks
+/// it (the failure is recorded) and the caller goes on with the others.
+/// What a run closes under: its instant, its options, the company's lease and the steps wanted.
+struct Run<'a> {
+    as_of: DateTime<Utc>,
+    options: &'a DueOptions,
+    lease: Option<&'a Lease>,
+    wanted: &'a dyn Fn(&str) -> bool,
+    clock: Clock<'a>,
+}
+
+async fn close_company<S: Store>(
+    store: &S,
+    world: &World,
+    company: &Company,
+    history: History,
+    mut finished: BTreeSet<(u32, String)>,
+    run: Run<'_>,
+    report: &mut DueReport,
+) -> anyhow::Result<()> {
+    let Run {
+        as_of,
+        options,
+        lease,
+        wanted,
+        clock,
+    } = run;
+    let grid = company.grid();
+    let closed = |finished: &BTreeSet<(u32, String)>, k: u32| {
+        STEPS.iter().all(|j| finished.contains(&(k, j.to_string())))
+    };
+    let mut k = next_open(Some(&finished));
+    let cap = options
+        .last_boundary
+        .as_ref()
+        .map(|m| m.get(&company.id).copied());
+    let due =
+        |k: u32| grid.boundary_at(k) <= as_of && cap.is_none_or(|c| c.is_some_and(|c| k <= c));
+    let mut close = close::CompanyClose::new(
+        world,
+        company,
+        &history.events,
+        history.ledger,
+        history.unrated,
+    );
+    while due(k) {
+        let done_here = |job: &str| finished.contains(&(k, job.to_string()));
+        let result =
+            close::close_boundary(store, &mut close, k, &done_here, wanted, lease, clock).await;
+        match result {
+            Ok(r) => {
+                report.steps += r.completed;
+                for job in &r.done {
+                    finished.insert((k, job.to_string()));
+                }
+                if r.raced {
+                    // Someone committed these steps despite our lease: leave the company to
+                    // them rather than build on a history we did not read.
+                    report.busy.push(company.id.clone());
+                    break;
+                }
+                if !closed(&finished, k) {
+                    break;
+                }
+                report
+                    .closed
+                    .push((company.id.clone(), grid.boundary_date(k)));
+            }
+            Err(e) => {
+                let message = format!("closing {}: {e}", grid.boundary_date(k));
+                if e.source.downcast_ref::<Fenced>().is_none() {
+                    store
+                        .record_failure(&StepFailure {
+                            job: e.job.to_string(),
+                            company: company.id.clone(),
+                            boundary_index: k,
+                            boundary: grid.boundary_date(k),
+                            error: format!("{:#}", e.source),
+                            failed_at: clock(),
+                        })
+                        .await?;
+                }
+                report.failed.push((company.id.clone(), message));
+                break;
+            }
+        }
+        k += 1;
+    }
+    Ok(())
 }
 
 /// The first boundary not fully closed, given a company's completed steps. Closes run oldest

@@ -259,18 +259,19 @@ pub trait Store {
         self.commit_steps(&[(run.clone(), effects.clone())]).await
     }
 
-    /// Takes `company` for `owner` until `until` if nobody else holds it past `now`, raising
-    /// the fence; `None` when another live holder has it.
-    async fn acquire_lease(
+    /// Takes each of `companies` for `owner` until `until`, unless another holder's lease on
+    /// it lives past `now`; each company taken has its fence raised. Returns the companies taken
+    /// with their fences.
+    async fn acquire_leases(
         &self,
-        company: &str,
+        companies: &[String],
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> anyhow::Result<Option<i64>>;
+    ) -> anyhow::Result<Vec<(String, i64)>>;
 
-    /// Gives a company back, if this lease still holds it.
-    async fn release_lease(&self, company: &str, owner: &str, fence: i64) -> anyhow::Result<()>;
+    /// Gives back the companies `owner` still holds among `companies`.
+    async fn release_leases(&self, companies: &[String], owner: &str) -> anyhow::Result<()>;
 
     /// Records a failed attempt at a step.
     async fn record_failure(&self, failure: &StepFailure) -> anyhow::Result<()>;

@@ -613,20 +613,24 @@ macro_rules! sql_store {
                         return Err($crate::store::Fenced { company: first.company.clone() }.into());
                     }
                 }
+                // One claim row per step, all in one statement; a step someone else completed
+                // returns no row, and then nothing of this commit is written.
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO job_runs (company_id, boundary_index, boundary_at, boundary_date, job, status, items, started_at, finished_at) ",
+                );
+                qb.push_values(steps, |mut b, (run, effects)| {
+                    b.push_bind(run.company.clone()).push_bind(i64::from(run.boundary_index))
+                        .push_bind(codec::instant(run.boundary_at)).push_bind(codec::date(run.boundary))
+                        .push_bind(run.job).push_bind("ok").push_bind(effects.items)
+                        .push_bind(codec::instant(run.started_at)).push_bind(codec::instant(run.finished_at));
+                });
+                qb.push(" ON CONFLICT (company_id, boundary_index, job) DO NOTHING RETURNING seq");
+                let claimed = qb.build().fetch_all(&mut *tx).await?.len();
+                if claimed < steps.len() {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
                 for (run, effects) in steps {
-                    let claimed: Option<i64> = sqlx::query_scalar(
-                        "INSERT INTO job_runs (company_id, boundary_index, boundary_at, boundary_date, job, status, items, started_at, finished_at) \
-                         VALUES ($1, $2, $3, $4, $5, 'ok', $6, $7, $8) \
-                         ON CONFLICT (company_id, boundary_index, job) DO NOTHING RETURNING seq",
-                    )
-                    .bind(&run.company).bind(i64::from(run.boundary_index)).bind(codec::instant(run.boundary_at))
-                    .bind(codec::date(run.boundary)).bind(run.job).bind(effects.items)
-                    .bind(codec::instant(run.started_at)).bind(codec::instant(run.finished_at))
-                    .fetch_optional(&mut *tx).await?;
-                    if claimed.is_none() {
-                        tx.rollback().await?;
-                        return Ok(false);
-                    }
                     for r in &effects.removals {
                         sqlx::query("INSERT INTO license_removals (company_id, boundary_index, office_id, product, quantity) VALUES ($1, $2, $3, $4, $5)")
                             .bind(&run.company).bind(i64::from(r.boundary)).bind(&r.pool.0).bind(&r.pool.1).bind(r.removed)
@@ -684,32 +688,51 @@ macro_rules! sql_store {
                 Ok(true)
             }
 
-            async fn acquire_lease(
+            async fn acquire_leases(
                 &self,
-                company: &str,
+                companies: &[String],
                 owner: &str,
                 now: chrono::DateTime<chrono::Utc>,
                 until: chrono::DateTime<chrono::Utc>,
-            ) -> anyhow::Result<Option<i64>> {
+            ) -> anyhow::Result<Vec<(String, i64)>> {
+                use sqlx::Row as _;
                 use $crate::store::codec;
-                let mut tx = self.begin_write().await?;
-                let fence: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO company_leases (company_id, owner, fence, lease_until) VALUES ($1, $2, 1, $4) \
-                     ON CONFLICT (company_id) DO UPDATE SET owner = excluded.owner, \
-                     fence = company_leases.fence + 1, lease_until = excluded.lease_until \
-                     WHERE company_leases.lease_until <= $3 OR company_leases.owner = excluded.owner \
-                     RETURNING fence",
-                )
-                .bind(company).bind(owner).bind(codec::instant(now)).bind(codec::instant(until))
-                .fetch_optional(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(fence)
+                let mut taken = Vec::new();
+                for chunk in companies.chunks(500) {
+                    let mut tx = self.begin_write().await?;
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO company_leases (company_id, owner, fence, lease_until) ",
+                    );
+                    qb.push_values(chunk, |mut b, company| {
+                        b.push_bind(company.clone()).push_bind(owner.to_string()).push_bind(1_i64)
+                            .push_bind(codec::instant(until));
+                    });
+                    qb.push(
+                        " ON CONFLICT (company_id) DO UPDATE SET owner = excluded.owner, \
+                         fence = company_leases.fence + 1, lease_until = excluded.lease_until \
+                         WHERE company_leases.lease_until <= ",
+                    );
+                    qb.push_bind(codec::instant(now));
+                    qb.push(" OR company_leases.owner = excluded.owner RETURNING company_id, fence");
+                    for r in qb.build().fetch_all(&mut *tx).await? {
+                        taken.push((r.try_get("company_id")?, r.try_get("fence")?));
+                    }
+                    tx.commit().await?;
+                }
+                Ok(taken)
             }
 
-            async fn release_lease(&self, company: &str, owner: &str, fence: i64) -> anyhow::Result<()> {
-                sqlx::query("UPDATE company_leases SET lease_until = 0 WHERE company_id = $1 AND owner = $2 AND fence = $3")
-                    .bind(company).bind(owner).bind(fence)
-                    .execute(&self.pool).await?;
+            async fn release_leases(&self, companies: &[String], owner: &str) -> anyhow::Result<()> {
+                for chunk in companies.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE company_leases SET lease_until = 0 WHERE owner = ");
+                    qb.push_bind(owner.to_string()).push(" AND company_id IN (");
+                    let mut sep = qb.separated(", ");
+                    for c in chunk {
+                        sep.push_bind(c.clone());
+                    }
+                    qb.push(")");
+                    qb.build().execute(&self.pool).await?;
+                }
                 Ok(())
             }
 

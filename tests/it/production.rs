@@ -302,9 +302,10 @@ async fn a_stale_lease_holder_cannot_write() {
         let store = db.store().await;
         with_store!(&store, s => {
             s.migrate().await.unwrap();
-            let fence_a = s.acquire_lease("acme", "a", t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:01Z")).await.unwrap().unwrap();
-            assert_eq!(s.acquire_lease("acme", "b", t("2026-01-01T00:00:00.5Z"), t("2026-01-01T00:01:00Z")).await.unwrap(), None, "{}: a live lease is not taken", db.backend);
-            let fence_b = s.acquire_lease("acme", "b", t("2026-01-01T00:00:02Z"), t("2026-01-01T00:01:00Z")).await.unwrap().unwrap();
+            let acme = ["acme".to_string()];
+            let fence_a = s.acquire_leases(&acme, "a", t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:01Z")).await.unwrap()[0].1;
+            assert_eq!(s.acquire_leases(&acme, "b", t("2026-01-01T00:00:00.5Z"), t("2026-01-01T00:01:00Z")).await.unwrap(), vec![], "{}: a live lease is not taken", db.backend);
+            let fence_b = s.acquire_leases(&acme, "b", t("2026-01-01T00:00:02Z"), t("2026-01-01T00:01:00Z")).await.unwrap()[0].1;
             assert!(fence_b > fence_a);
             let run = |owner: &str, fence: i64| StepRun {
                 job: "grant",

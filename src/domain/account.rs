@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::model::{AutoRecharge, Billing, Company, CreditSharing, Event, EventKind};
 
-/// The message of §5 for a credit purchase on an unverified card.
+/// The message for a credit purchase on an unverified card.
 pub const CARD_NOT_VERIFIED: &str = "card not verified: confirm the verification charge first";
 
 /// Payment settings folded from the scenario and the accepted events.
@@ -69,7 +69,7 @@ impl Account {
         }
     }
 
-    /// Checks a credit purchase of the company at `at` (§5, §12.11).
+    /// Checks a credit purchase of the company at `at`.
     pub fn check_purchase(&self, scope: &str, at: DateTime<Utc>) -> Result<(), String> {
         if self.billing == Billing::Card && !self.card_verified(at) {
             return Err(CARD_NOT_VERIFIED.to_string());

@@ -1,4 +1,4 @@
-//! Invoice documents and their lines (§7): license fees for terms starting at a boundary,
+//! Invoice documents and their lines: license fees for terms starting at a boundary,
 //! prorations of seats added during the closed period, and the prices in force.
 
 use std::collections::BTreeMap;
@@ -136,7 +136,7 @@ pub struct Document {
     pub period_start: NaiveDate,
     /// The exclusive end of that period: the next boundary's local date.
     pub period_end: NaiveDate,
-    /// The lines, in §12.19 order.
+    /// The lines, in file order: license fees, prorations, bundle fees, credit lines, arrears.
     pub lines: Vec<Line>,
     /// ISO 4217 code.
     pub currency: String,
@@ -206,7 +206,7 @@ impl PriceList {
     }
 }
 
-/// Builds the license lines of the document at boundary `k` (§7 lines 1–2).
+/// Builds the license lines of the document at boundary `k`.
 ///
 /// `pools` are the pools after the removals due at the boundary; `purchases` are every
 /// purchase of the company (those made in the period ending at `k` are billed);
@@ -351,7 +351,7 @@ pub fn credit_lines(company: &Company, entries: &[LedgerEntry]) -> Vec<Line> {
 }
 
 /// For an invoiced company, the `usage_arrears` line and `settle` entry of each scope whose
-/// `universal` is negative (scopes in file order), unless the rounded amount is zero (§12.10).
+/// `universal` is negative (scopes in file order), unless the rounded amount is zero.
 pub fn arrears(
     company: &Company,
     wallets: &Wallets,

@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use super::grid::{Grid, Term};
 use super::model::{Billing, Company, EventKind, InitialPool, Party, PartyKind, Product};
 
-/// The message of §4 for a contracted company's removal without finance's override.
+/// The message for a contracted company's removal without finance's override.
 pub const CONTRACTED_REMOVAL: &str =
     "contracted plan: license removals go through your Customer Success Manager";
 
@@ -138,7 +138,7 @@ impl LicenseBook {
     }
 
     /// Applies an event at `at` (after passing the boundaries up to it). License events that
-    /// break a rule of §4 are refused with the reason; other events leave the pools alone.
+    /// break a license rule are refused with the reason; other events leave the pools alone.
     pub fn apply(
         &mut self,
         at: DateTime<Utc>,

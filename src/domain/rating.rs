@@ -1,5 +1,4 @@
-//! Rating: the rate card, billing increments and the cost of a usage event (SPEC §6, §6.2,
-//! §12.15–16).
+//! Rating: the rate card, billing increments and the cost of a usage event.
 //!
 //! A usage event is priced by the most specific rate card entry that matches it. The card is
 //! indexed once, so that finding an event's rate costs a handful of map look-ups (one per digit of
@@ -12,7 +11,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use crate::domain::model::Rate;
 use crate::domain::money::MICRO_DP;
 
-/// The billing increment of a call whose rate gives none: whole minutes (SPEC §12.16).
+/// The billing increment of a call whose rate gives none: whole minutes.
 pub const DEFAULT_INCREMENT: (u32, u32) = (60, 60);
 
 /// The service whose quantity is seconds and whose price is per minute.
@@ -58,7 +57,7 @@ pub fn usage_cost(service: &str, price: Decimal, billable_quantity: u64) -> Deci
     }
 }
 
-/// The unit of a usage record's billable quantity (SPEC §12.16): `second` for calls, `segment`
+/// The unit of a usage record's billable quantity: `second` for calls, `segment`
 /// for SMS, `message` for MMS, `page` for fax, `session` for AI agents and `unit` for speech IVR
 /// and omnichannel.
 ///
@@ -76,7 +75,7 @@ pub fn unit_of(service: &str, usage_type: Option<&str>) -> &'static str {
 }
 
 /// Two rate card entries with the same service, type, direction, prefix and product: a load
-/// error (SPEC §12.15), since neither would be more specific than the other.
+/// error, since neither would be more specific than the other.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("rate {second} repeats rate {first}: same service, type, direction, prefix and product")]
 pub struct DuplicateRate {
@@ -227,7 +226,7 @@ impl RateCard {
     ///
     /// An entry matches when its service and type equal the event's, and its direction, prefix
     /// and product are each absent or equal to the event's direction, a prefix of the remote
-    /// number, and the product the user held. Among matches (SPEC §12.15) a product rate beats
+    /// number, and the product the user held. Among matches a product rate beats
     /// any other, then the longest prefix wins, then an explicit direction beats none. An event
     /// without a remote number matches only unprefixed entries, and one without a product (a
     /// group, or a user without a license) only entries without a product. An empty prefix, if a
@@ -360,7 +359,7 @@ mod tests {
         assert_eq!(unit_of("omnichannel", None), "unit");
     }
 
-    /// A card in the manner of SPEC §6.2: free local calls for Talk, paid for the others,
+    /// A card like the product's own: free local calls for Talk, paid for the others,
     /// international by prefix.
     fn sample_card() -> RateCard {
         RateCard::new(&[

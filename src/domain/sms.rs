@@ -1,4 +1,4 @@
-//! SMS segments: how many parts a text message is billed as (SPEC §6.1, §12.17).
+//! SMS segments: how many parts a text message is billed as.
 //!
 //! A message is sent as GSM-7 when every character is in the GSM 03.38 default alphabet or its
 //! extension table, and as UCS-2 otherwise. A message that fits one segment (160 septets or 70
@@ -77,7 +77,7 @@ pub fn encoding(body: &str) -> Encoding {
     }
 }
 
-/// The number of segments an SMS body is billed as (SPEC §6.1): at least 1, also for an empty
+/// The number of segments an SMS body is billed as: at least 1, also for an empty
 /// body.
 pub fn segments(body: &str) -> u32 {
     // A body can only be split into as many parts as it has bytes, so this never saturates for a
@@ -176,7 +176,7 @@ fn part_starts(body: &str) -> Vec<usize> {
 }
 
 /// The extended grapheme clusters of a body with their byte offsets, following UAX #29 **without**
-/// rule GB9c (SPEC §12.17).
+/// rule GB9c.
 ///
 /// GB9c, added in Unicode 15.1, keeps an Indic conjunct such as `क्ष` (consonant, virama,
 /// consonant) in one cluster. The Twilio calculator's splitter predates it and cuts before the

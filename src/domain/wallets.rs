@@ -1,4 +1,4 @@
-//! Wallets and the ledger (§5): grants, debits in draw-down order, expiry, purchases,
+//! Wallets and the ledger: grants, debits in draw-down order, expiry, purchases,
 //! auto-recharge and settlement.
 //!
 //! Every balance change is a [`LedgerEntry`]; a balance is the sum of its entries and is never
@@ -63,7 +63,7 @@ impl EntryKind {
 /// One balance change of one wallet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
-    /// When it took effect (§12.5).
+    /// When it took effect.
     pub at: DateTime<Utc>,
     /// `company` or an office id.
     pub scope: String,
@@ -73,7 +73,7 @@ pub struct LedgerEntry {
     pub kind: EntryKind,
     /// Signed change of the balance.
     pub amount: Decimal,
-    /// §12.6: usage id, `events.jsonl:<line>`, `<id>#recharge<n>`, `<grant>@<date>`, invoice
+    /// What it refers to: usage id, `events.jsonl:<line>`, `<id>#recharge<n>`, `<grant>@<date>`, invoice
     /// number.
     pub reference: String,
     /// Grants only: when the grant ends.
@@ -208,7 +208,7 @@ impl Wallets {
     /// Charges `cost` for `service` to `scope` at `at`: one debit per wallet drawn from, in
     /// draw-down order, whatever is left going to `universal` even below zero. After a debit of
     /// `universal` leaves it below the threshold of `recharge`, recharges of its amount follow
-    /// until it is at or above the threshold (§12.9). The entries are applied and returned.
+    /// until it is at or above the threshold. The entries are applied and returned.
     pub fn charge(
         &mut self,
         scope: &str,

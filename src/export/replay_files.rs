@@ -1,4 +1,4 @@
-//! The files of §10 (`invoices.csv`, `ledger.csv`, …), written from the store as it stands.
+//! The files a replay writes (`invoices.csv`, `ledger.csv`, …), written from the store as it stands.
 
 use std::path::Path;
 
@@ -86,7 +86,7 @@ fn currency(code: &str) -> anyhow::Result<Currency> {
     Currency::from_code(code).with_context(|| format!("stored currency {code:?}"))
 }
 
-/// Writes the files of §10 into `out` (created if missing), for one company or all.
+/// Writes the replay files into `out` (created if missing), for one company or all.
 pub async fn dump<S: Store>(store: &S, out: &Path, company: Option<&str>) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let world = store.world().await?;

@@ -1,4 +1,4 @@
-//! Closing one boundary of one company: the steps of §8, in order, each claimed per
+//! Closing one boundary of one company: the steps of a close, in order, each claimed per
 //! (job, company, boundary) and committed with its effects.
 //!
 //! Every step computes from what was recorded for instants before the boundary, never from
@@ -204,7 +204,7 @@ impl<'a> CompanyClose<'a> {
         effects
     }
 
-    /// `invoice`: the document at boundary `k` (§7), the settle entries of its arrears, and
+    /// `invoice`: the document at boundary `k`, the settle entries of its arrears, and
     /// the card charge of a card statement.
     fn invoice(&self, k: u32) -> anyhow::Result<StepEffects> {
         let (world, company) = (self.world, self.company);

@@ -1,4 +1,4 @@
-//! The jobs: closing boundaries (§8), taking in events, running due work, and replaying a
+//! The jobs: closing boundaries, taking in events, running due work, and replaying a
 //! fixture under a simulated clock. Each is a function of (store, as_of); none reads the wall
 //! clock.
 
@@ -21,7 +21,7 @@ pub use history::book_as_of;
 
 use crate::domain::wallets::PlanUsage;
 
-/// The plan usage of a company at `at` (§ plan usage view): every wallet of every scope.
+/// The plan usage of a company at `at` : every wallet of every scope.
 pub async fn plan_usage<S: Store>(
     store: &S,
     world: &World,

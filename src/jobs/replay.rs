@@ -1,5 +1,5 @@
 //! Replaying a fixture: a simulated clock walks through every boundary and event, doing at
-//! each instant exactly what the scheduler and the feeds would do then (§12.2): first the
+//! each instant exactly what the scheduler and the feeds would do then: first the
 //! boundaries due (companies in id order, all steps of one before the next), then the events
 //! in file order, then the usage rows in file order.
 
@@ -37,7 +37,7 @@ struct Instant {
 }
 
 /// Per company, the last boundary a replay closes: with `until`, every boundary at or before
-/// it; without, the first boundary strictly after the latest instant in the fixture (§12.3).
+/// it; without, the first boundary strictly after the latest instant in the fixture.
 pub fn last_boundaries(
     fixture: &Fixture,
     until: Option<DateTime<Utc>>,

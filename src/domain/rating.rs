@@ -61,7 +61,7 @@ pub fn usage_cost(service: &str, price: Decimal, billable_quantity: u64) -> Deci
 /// for SMS, `message` for MMS, `page` for fax, `session` for AI agents and `unit` for speech IVR
 /// and omnichannel.
 ///
-/// A service or messaging type that SPEC does not name gets `unit`; such an event has no rate
+/// A service or messaging type billrun does not know gets `unit`; such an event has no rate
 /// and is rejected before it is recorded, so the answer is never written.
 pub fn unit_of(service: &str, usage_type: Option<&str>) -> &'static str {
     match (service, usage_type) {

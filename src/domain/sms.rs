@@ -180,7 +180,7 @@ fn part_starts(body: &str) -> Vec<usize> {
 ///
 /// GB9c, added in Unicode 15.1, keeps an Indic conjunct such as `क्ष` (consonant, virama,
 /// consonant) in one cluster. The Twilio calculator's splitter predates it and cuts before the
-/// second consonant, and SPEC follows the calculator. `unicode-segmentation` does apply GB9c
+/// second consonant, and billrun follows the calculator. `unicode-segmentation` does apply GB9c
 /// (1.13 implements Unicode 17), so each cluster it returns is cut again wherever only GB9c
 /// joined it; see [`joined_by_gb9c`]. Taking a rule away only adds breaks (every other rule
 /// decides exactly as before), so these cuts give precisely the clusters of UAX #29 without GB9c.

@@ -118,11 +118,7 @@ pub async fn run_due<S: Store>(
     for (company, k, job) in store.open_steps(&ids).await? {
         done.entry(company).or_default().insert((k, job));
     }
-    if let Some(p) = &options.progress {
-        p.set_length(companies.len() as u64);
-    }
     let wanted = |job: &str| options.job.as_ref().is_none_or(|j| j == job);
-    // Read the history of every company with due work in a few bulk queries.
     // Each company's last due boundary bounds what its close reads.
     let last_due = |c: &Company| -> Option<DateTime<Utc>> {
         let grid = c.grid();
@@ -204,8 +200,6 @@ pub async fn run_due<S: Store>(
     Ok(report)
 }
 
-/// Closes one company's due boundaries, oldest first, from its history; a failing step parks
-/// it (the failure is recorded) and the caller goes on with the others.
 /// What a run closes under: its instant, its options, the company's lease and the steps wanted.
 struct Run<'a> {
     as_of: DateTime<Utc>,
@@ -215,6 +209,8 @@ struct Run<'a> {
     clock: Clock<'a>,
 }
 
+/// Closes one company's due boundaries, oldest first, from its history; a failing step parks
+/// it (the failure is recorded) and the caller goes on with the others.
 async fn close_company<S: Store>(
     store: &S,
     world: &World,

@@ -4,8 +4,8 @@
 //! Every step computes from what was recorded for instants before the boundary, never from
 //! the state at the moment it runs, so a close that is weeks late writes what an on-time close
 //! writes. A company's history (events, ledger, unrated usage) is read once into a
-//! [`CompanyClose`], the steps are computed in memory, and the steps of one boundary are
-//! committed in one transaction, each still claimed by its own `job_runs` row.
+//! [`CompanyClose`] and the steps are computed in memory; `run_due` commits them, each still
+//! claimed by its own `job_runs` row.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +19,7 @@ use crate::domain::invoice::{
 use crate::domain::model::{Billing, BundleKind, Company, CreditSharing, Event, World};
 use crate::domain::usage::{Rating, Unrated};
 use crate::domain::wallets::{EntryKind, GrantRank, LedgerEntry, Wallets};
-use crate::store::{CardCharge, Lease, StepEffects, StepRun, Store};
+use crate::store::{CardCharge, Lease, StepEffects, StepRun};
 
 use super::history::{account, book_as_of, price_list};
 
@@ -29,19 +29,6 @@ pub const STEPS: [&str; 5] = ["rate", "expire", "apply-removals", "invoice", "gr
 /// The instant "now" for audit columns: the wall clock in production, the simulated clock in
 /// a replay. Nothing else in the jobs reads time.
 pub type Clock<'a> = &'a (dyn Fn() -> DateTime<Utc> + Sync);
-
-/// What closing a boundary did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CloseReport {
-    /// Steps this call completed.
-    pub completed: usize,
-    /// Steps found already completed (by an earlier or concurrent run).
-    pub skipped: usize,
-    /// Every step of the boundary now known to be done, in order.
-    pub done: Vec<&'static str>,
-    /// Another run committed some of these steps first; ours were not written.
-    pub raced: bool,
-}
 
 /// A step that failed, and why.
 #[derive(Debug, thiserror::Error)]
@@ -349,27 +336,22 @@ fn grant(world: &World, company: &Company, k: u32) -> Vec<LedgerEntry> {
     entries
 }
 
-/// Runs, in order, the steps of boundary `k` that `wanted` selects and that are not `done`
-/// yet, and commits them together under `lease` if given. A step runs only once every step
-/// before it is done. If a step fails, the steps before it are still committed.
-#[allow(clippy::too_many_arguments)]
-pub async fn close_boundary<S: Store>(
-    store: &S,
+/// The steps of boundary `k` that `wanted` selects and that are not `done` yet, computed in
+/// order (a step runs only once every step before it is done), ready to be committed under
+/// `lease`. A failing step ends the list; the steps before it are kept.
+pub fn plan_boundary(
     close: &mut CompanyClose<'_>,
     k: u32,
     done: &dyn Fn(&str) -> bool,
     wanted: &dyn Fn(&str) -> bool,
     lease: Option<&Lease>,
     clock: Clock<'_>,
-) -> Result<CloseReport, StepError> {
+) -> BoundaryPlan {
     let grid = close.company.grid();
-    let mut report = CloseReport::default();
-    let mut batch: Vec<(StepRun, StepEffects)> = Vec::new();
-    let mut failure = None;
+    let mut plan = BoundaryPlan::default();
     for job in STEPS {
         if done(job) {
-            report.skipped += 1;
-            report.done.push(job);
+            plan.done.push(job);
             continue;
         }
         if !wanted(job) {
@@ -390,33 +372,25 @@ pub async fn close_boundary<S: Store>(
                     finished_at: clock(),
                     lease: lease.cloned(),
                 };
-                batch.push((run, effects));
+                plan.done.push(job);
+                plan.steps.push((run, effects));
             }
             Err(source) => {
-                failure = Some(StepError { job, source });
+                plan.failure = Some(StepError { job, source });
                 break;
             }
         }
     }
-    if let Some((first, _)) = batch.first() {
-        let job = first.job;
-        let committed = store
-            .commit_steps(&batch)
-            .await
-            .map_err(|source| StepError { job, source })?;
-        for (run, _) in &batch {
-            report.done.push(run.job);
-        }
-        if committed {
-            report.completed += batch.len();
-            crate::failpoint::hit(&format!("after-commit:{}", batch[batch.len() - 1].0.job));
-        } else {
-            report.skipped += batch.len();
-            report.raced = true;
-        }
-    }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(report),
-    }
+    plan
+}
+
+/// What [`plan_boundary`] computed.
+#[derive(Debug, Default)]
+pub struct BoundaryPlan {
+    /// Steps to commit, in order.
+    pub steps: Vec<(StepRun, StepEffects)>,
+    /// Every step of the boundary done once these are committed, in order.
+    pub done: Vec<&'static str>,
+    /// The step that failed, if one did.
+    pub failure: Option<StepError>,
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::domain::model::{Company, World};
-use crate::store::{Fenced, Lease, StepFailure, Store};
+use crate::store::{Fenced, Lease, StepEffects, StepFailure, StepRun, Store};
 
 pub use close::{Clock, STEPS};
 pub use history::book_as_of;
@@ -165,8 +165,8 @@ pub async fn run_due<S: Store>(
             }
         }
         let mut histories = load_histories(store, &chunk).await?;
+        let mut plans = Vec::with_capacity(chunk.len());
         for (id, _) in &chunk {
-            let company = by_id[id.as_str()];
             if let Some(p) = &options.progress {
                 p.inc(1);
             }
@@ -175,10 +175,9 @@ pub async fn run_due<S: Store>(
                 fence: fences[id],
                 ttl_micros: cfg.ttl.num_microseconds().unwrap_or(i64::MAX),
             });
-            close_company(
-                store,
+            plans.push(plan_company(
                 world,
-                company,
+                by_id[id.as_str()],
                 histories.remove(id).unwrap_or_default(),
                 done.remove(id).unwrap_or_default(),
                 Run {
@@ -188,10 +187,9 @@ pub async fn run_due<S: Store>(
                     wanted: &wanted,
                     clock,
                 },
-                &mut report,
-            )
-            .await?;
+            ));
         }
+        commit_plans(store, plans, clock, &mut report).await?;
         if let Some(cfg) = &options.lease {
             let ids: Vec<String> = chunk.into_iter().map(|(c, _)| c).collect();
             store.release_leases(&ids, &cfg.owner).await?;
@@ -209,17 +207,25 @@ struct Run<'a> {
     clock: Clock<'a>,
 }
 
-/// Closes one company's due boundaries, oldest first, from its history; a failing step parks
-/// it (the failure is recorded) and the caller goes on with the others.
-async fn close_company<S: Store>(
-    store: &S,
+/// One company's due work, computed in memory and not yet committed.
+struct CompanyPlan {
+    company: String,
+    steps: Vec<(StepRun, StepEffects)>,
+    /// Boundaries fully closed once the steps are committed.
+    closed: Vec<chrono::NaiveDate>,
+    /// The step that failed: (boundary index, boundary date, error).
+    failure: Option<(u32, chrono::NaiveDate, close::StepError)>,
+}
+
+/// Computes one company's due boundaries, oldest first, from its history, stopping at a
+/// failing step (the company is then parked) or at a boundary left open by `--job`.
+fn plan_company(
     world: &World,
     company: &Company,
     history: History,
     mut finished: BTreeSet<(u32, String)>,
     run: Run<'_>,
-    report: &mut DueReport,
-) -> anyhow::Result<()> {
+) -> CompanyPlan {
     let Run {
         as_of,
         options,
@@ -228,9 +234,6 @@ async fn close_company<S: Store>(
         clock,
     } = run;
     let grid = company.grid();
-    let closed = |finished: &BTreeSet<(u32, String)>, k: u32| {
-        STEPS.iter().all(|j| finished.contains(&(k, j.to_string())))
-    };
     let mut k = next_open(Some(&finished));
     let cap = options
         .last_boundary
@@ -245,48 +248,87 @@ async fn close_company<S: Store>(
         history.ledger,
         history.unrated,
     );
+    let mut plan = CompanyPlan {
+        company: company.id.clone(),
+        steps: Vec::new(),
+        closed: Vec::new(),
+        failure: None,
+    };
     while due(k) {
         let done_here = |job: &str| finished.contains(&(k, job.to_string()));
-        let result =
-            close::close_boundary(store, &mut close, k, &done_here, wanted, lease, clock).await;
-        match result {
-            Ok(r) => {
-                report.steps += r.completed;
-                for job in &r.done {
-                    finished.insert((k, job.to_string()));
-                }
-                if r.raced {
+        let boundary = close::plan_boundary(&mut close, k, &done_here, wanted, lease, clock);
+        plan.steps.extend(boundary.steps);
+        for job in &boundary.done {
+            finished.insert((k, job.to_string()));
+        }
+        if let Some(e) = boundary.failure {
+            plan.failure = Some((k, grid.boundary_date(k), e));
+            break;
+        }
+        if !STEPS.iter().all(|j| finished.contains(&(k, j.to_string()))) {
+            break;
+        }
+        plan.closed.push(grid.boundary_date(k));
+        k += 1;
+    }
+    plan
+}
+
+/// Commits the plans of a chunk of companies in one transaction. If another run got to one of
+/// them first, or one's lease was taken over, each company is committed on its own instead, so
+/// that only that one is left out.
+async fn commit_plans<S: Store>(
+    store: &S,
+    plans: Vec<CompanyPlan>,
+    clock: Clock<'_>,
+    report: &mut DueReport,
+) -> anyhow::Result<()> {
+    let all: Vec<(StepRun, StepEffects)> =
+        plans.iter().flat_map(|p| p.steps.iter().cloned()).collect();
+    let together = match store.commit_steps(&all).await {
+        Ok(committed) => committed,
+        Err(e) if e.downcast_ref::<Fenced>().is_some() => false,
+        Err(e) => return Err(e),
+    };
+    for plan in plans {
+        if !together && !plan.steps.is_empty() {
+            match store.commit_steps(&plan.steps).await {
+                Ok(true) => {}
+                Ok(false) => {
                     // Someone committed these steps despite our lease: leave the company to
                     // them rather than build on a history we did not read.
-                    report.busy.push(company.id.clone());
-                    break;
+                    report.busy.push(plan.company.clone());
+                    continue;
                 }
-                if !closed(&finished, k) {
-                    break;
+                Err(e) if e.downcast_ref::<Fenced>().is_some() => {
+                    report.failed.push((plan.company.clone(), format!("{e:#}")));
+                    continue;
                 }
-                report
-                    .closed
-                    .push((company.id.clone(), grid.boundary_date(k)));
-            }
-            Err(e) => {
-                let message = format!("closing {}: {e}", grid.boundary_date(k));
-                if e.source.downcast_ref::<Fenced>().is_none() {
-                    store
-                        .record_failure(&StepFailure {
-                            job: e.job.to_string(),
-                            company: company.id.clone(),
-                            boundary_index: k,
-                            boundary: grid.boundary_date(k),
-                            error: format!("{:#}", e.source),
-                            failed_at: clock(),
-                        })
-                        .await?;
-                }
-                report.failed.push((company.id.clone(), message));
-                break;
+                Err(e) => return Err(e),
             }
         }
-        k += 1;
+        report.steps += plan.steps.len();
+        for (run, _) in &plan.steps {
+            crate::failpoint::hit(&format!("after-commit:{}", run.job));
+        }
+        report
+            .closed
+            .extend(plan.closed.iter().map(|d| (plan.company.clone(), *d)));
+        if let Some((k, boundary, e)) = plan.failure {
+            store
+                .record_failure(&StepFailure {
+                    job: e.job.to_string(),
+                    company: plan.company.clone(),
+                    boundary_index: k,
+                    boundary,
+                    error: format!("{:#}", e.source),
+                    failed_at: clock(),
+                })
+                .await?;
+            report
+                .failed
+                .push((plan.company, format!("closing {boundary}: {e}")));
+        }
     }
     Ok(())
 }

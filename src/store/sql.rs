@@ -597,35 +597,57 @@ macro_rules! sql_store {
 
             async fn commit_steps(&self, steps: &[($crate::store::StepRun, $crate::store::StepEffects)]) -> anyhow::Result<bool> {
                 use $crate::store::codec;
-                let Some((first, _)) = steps.first() else { return Ok(true) };
+                if steps.is_empty() {
+                    return Ok(true);
+                }
                 let mut tx = self.begin_write().await?;
-                if let Some(lease) = &first.lease {
-                    let last = &steps[steps.len() - 1].0;
-                    let held = sqlx::query(
-                        "UPDATE company_leases SET lease_until = $4 WHERE company_id = $1 AND owner = $2 AND fence = $3",
-                    )
-                    .bind(&first.company).bind(&lease.owner).bind(lease.fence)
-                    .bind(codec::instant(last.finished_at).saturating_add(lease.ttl_micros))
-                    .execute(&mut *tx).await?
-                    .rows_affected();
-                    if held == 0 {
-                        tx.rollback().await?;
-                        return Err($crate::store::Fenced { company: first.company.clone() }.into());
+                // Every company whose steps run under a lease must still be held by it: same
+                // owner, same fence. The leases are renewed as they are checked.
+                let mut held: std::collections::BTreeMap<&str, (&$crate::store::Lease, i64)> = Default::default();
+                for (run, _) in steps {
+                    if let Some(lease) = &run.lease {
+                        let until = codec::instant(run.finished_at).saturating_add(lease.ttl_micros);
+                        let e = held.entry(run.company.as_str()).or_insert((lease, until));
+                        e.1 = e.1.max(until);
                     }
                 }
-                // One claim row per step, all in one statement; a step someone else completed
+                let leases: Vec<(&str, &$crate::store::Lease, i64)> = held.into_iter().map(|(c, (l, u))| (c, l, u)).collect();
+                for chunk in leases.chunks(200) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE company_leases SET lease_until = CASE company_id");
+                    for (company, _, until) in chunk {
+                        qb.push(" WHEN ").push_bind(company.to_string()).push(" THEN ").push_bind(*until);
+                    }
+                    qb.push(" END WHERE ");
+                    let mut sep = qb.separated(" OR ");
+                    for (company, lease, _) in chunk {
+                        sep.push("(company_id = ").push_bind_unseparated(company.to_string())
+                            .push_unseparated(" AND owner = ").push_bind_unseparated(lease.owner.clone())
+                            .push_unseparated(" AND fence = ").push_bind_unseparated(lease.fence)
+                            .push_unseparated(")");
+                    }
+                    let renewed = qb.build().execute(&mut *tx).await?.rows_affected();
+                    if renewed < chunk.len() as u64 {
+                        tx.rollback().await?;
+                        let company = chunk.iter().map(|(c, _, _)| *c).collect::<Vec<_>>().join(", ");
+                        return Err($crate::store::Fenced { company }.into());
+                    }
+                }
+                // One claim row per step, in few statements; a step someone else completed
                 // returns no row, and then nothing of this commit is written.
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO job_runs (company_id, boundary_index, boundary_at, boundary_date, job, status, items, started_at, finished_at) ",
-                );
-                qb.push_values(steps, |mut b, (run, effects)| {
-                    b.push_bind(run.company.clone()).push_bind(i64::from(run.boundary_index))
-                        .push_bind(codec::instant(run.boundary_at)).push_bind(codec::date(run.boundary))
-                        .push_bind(run.job).push_bind("ok").push_bind(effects.items)
-                        .push_bind(codec::instant(run.started_at)).push_bind(codec::instant(run.finished_at));
-                });
-                qb.push(" ON CONFLICT (company_id, boundary_index, job) DO NOTHING RETURNING seq");
-                let claimed = qb.build().fetch_all(&mut *tx).await?.len();
+                let mut claimed = 0;
+                for chunk in steps.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO job_runs (company_id, boundary_index, boundary_at, boundary_date, job, status, items, started_at, finished_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, (run, effects)| {
+                        b.push_bind(run.company.clone()).push_bind(i64::from(run.boundary_index))
+                            .push_bind(codec::instant(run.boundary_at)).push_bind(codec::date(run.boundary))
+                            .push_bind(run.job).push_bind("ok").push_bind(effects.items)
+                            .push_bind(codec::instant(run.started_at)).push_bind(codec::instant(run.finished_at));
+                    });
+                    qb.push(" ON CONFLICT (company_id, boundary_index, job) DO NOTHING RETURNING seq");
+                    claimed += qb.build().fetch_all(&mut *tx).await?.len();
+                }
                 if claimed < steps.len() {
                     tx.rollback().await?;
                     return Ok(false);
@@ -672,14 +694,16 @@ macro_rules! sql_store {
                     .flat_map(|(run, effects)| effects.ledger.iter().map(move |e| (run.company.as_str(), e)))
                     .collect();
                 Self::insert_ledger(&mut tx, &entries).await?;
-                let ratings: Vec<&$crate::domain::usage::Rating> =
-                    steps.iter().flat_map(|(_, effects)| effects.ratings.iter()).collect();
+                let ratings: Vec<(&str, &$crate::domain::usage::Rating)> = steps
+                    .iter()
+                    .flat_map(|(run, effects)| effects.ratings.iter().map(move |r| (run.company.as_str(), r)))
+                    .collect();
                 for chunk in ratings.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO usage_ratings (company_id, id, boundary_index, wallet_sources, late) ",
                     );
-                    qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(first.company.clone()).push_bind(r.id.clone())
+                    qb.push_values(chunk, |mut b, (company, r)| {
+                        b.push_bind(company.to_string()).push_bind(r.id.clone())
                             .push_bind(i64::from(r.boundary_index)).push_bind(r.wallet_sources.clone()).push_bind(r.late);
                     });
                     qb.build().execute(&mut *tx).await?;

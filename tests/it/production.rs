@@ -399,3 +399,50 @@ fn the_daemon_refuses_an_invalid_cron_expression_at_start() {
         "{stderr}"
     );
 }
+
+/// A commit of several companies' steps is all or nothing: one step already claimed by
+/// another run, or one company's lease taken over, and nothing of the batch is written (the
+/// caller then commits company by company, leaving out only that one).
+#[tokio::test]
+async fn a_batch_of_companies_commits_all_or_nothing() {
+    let at = t("2026-01-01T00:00:00Z");
+    let run = |company: &str, lease: Option<Lease>| StepRun {
+        job: "grant",
+        company: company.into(),
+        boundary_index: 0,
+        boundary_at: at,
+        boundary: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        started_at: at,
+        finished_at: at,
+        lease,
+    };
+    for db in all_backends().await {
+        let store = db.store().await;
+        with_store!(&store, s => {
+            s.migrate().await.unwrap();
+            // Claims: beta's step is already done, so the batch writes nothing.
+            assert!(s.commit_step(&run("beta", None), &StepEffects::default()).await.unwrap());
+            let batch = vec![(run("alpha", None), StepEffects::default()), (run("beta", None), StepEffects::default())];
+            assert!(!s.commit_steps(&batch).await.unwrap(), "{}", db.backend);
+            assert_eq!(s.job_runs().await.unwrap().len(), 1, "{}: alpha's step was not written", db.backend);
+            assert!(s.commit_steps(&batch[..1]).await.unwrap());
+            // Fencing: gamma's lease was taken over, so a batch with delta writes nothing.
+            let ids = ["gamma".to_string(), "delta".to_string()];
+            let fences: std::collections::BTreeMap<String, i64> = s
+                .acquire_leases(&ids, "a", at, at + chrono::Duration::seconds(1))
+                .await.unwrap().into_iter().collect();
+            assert_eq!(fences.len(), 2);
+            let later = at + chrono::Duration::seconds(5);
+            assert_eq!(s.acquire_leases(&ids[..1], "b", later, later + chrono::Duration::seconds(60)).await.unwrap().len(), 1);
+            let lease = |c: &str| Some(Lease { owner: "a".into(), fence: fences[c], ttl_micros: 60_000_000 });
+            let batch = vec![
+                (run("gamma", lease("gamma")), StepEffects::default()),
+                (run("delta", lease("delta")), StepEffects::default()),
+            ];
+            let err = s.commit_steps(&batch).await.unwrap_err();
+            assert!(err.downcast_ref::<Fenced>().is_some(), "{err:#}");
+            assert_eq!(s.job_runs().await.unwrap().len(), 2, "{}: nothing of the fenced batch", db.backend);
+            assert!(s.commit_steps(&batch[1..]).await.unwrap(), "delta alone still holds its lease");
+        });
+    }
+}

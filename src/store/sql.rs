@@ -1,44 +1,13 @@
 //! The SQL both backends share. Both speak `$n` placeholders, `ON CONFLICT` and `RETURNING`,
 //! and store only integers and text, so one body serves both: `sql_store!` expands it for a
-//! concrete pool type, and each backend adds only its connection setup, migrations and the
-//! statement that begins a write transaction.
+//! concrete pool type. Each backend adds its connection setup, migrations, the statement that
+//! begins a write transaction, and its own bulk inserts of ledger entries and ratings (many-row
+//! `VALUES` on SQLite, `UNNEST` of arrays on PostgreSQL, whose planner is slow on thousands of
+//! parameters).
 
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
         impl $store {
-            /// Appends ledger entries in multi-row inserts.
-            async fn insert_ledger(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                entries: &[(&str, &$crate::domain::wallets::LedgerEntry)],
-            ) -> anyhow::Result<()> {
-                use $crate::store::codec;
-                for chunk in entries.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO ledger_entries (company_id, at, scope, wallet, entry, amount, reference, expires_at) ",
-                    );
-                    let mut bad = None;
-                    qb.push_values(chunk, |mut b, (company, e)| {
-                        let amount = codec::money(e.amount).unwrap_or_else(|err| {
-                            bad = Some(err);
-                            0
-                        });
-                        b.push_bind(company.to_string())
-                            .push_bind(codec::instant(e.at))
-                            .push_bind(e.scope.clone())
-                            .push_bind(e.wallet.clone())
-                            .push_bind(e.kind.as_str())
-                            .push_bind(amount)
-                            .push_bind(e.reference.clone())
-                            .push_bind(e.expires_at.map(codec::instant));
-                    });
-                    if let Some(err) = bad {
-                        return Err(err);
-                    }
-                    qb.build().execute(&mut **tx).await?;
-                }
-                Ok(())
-            }
-
             /// Appends card charges.
             async fn insert_card_charges(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -698,16 +667,7 @@ macro_rules! sql_store {
                     .iter()
                     .flat_map(|(run, effects)| effects.ratings.iter().map(move |r| (run.company.as_str(), r)))
                     .collect();
-                for chunk in ratings.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO usage_ratings (company_id, id, boundary_index, wallet_sources, late) ",
-                    );
-                    qb.push_values(chunk, |mut b, (company, r)| {
-                        b.push_bind(company.to_string()).push_bind(r.id.clone())
-                            .push_bind(i64::from(r.boundary_index)).push_bind(r.wallet_sources.clone()).push_bind(r.late);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
+                Self::insert_ratings(&mut tx, &ratings).await?;
                 tx.commit().await?;
                 Ok(true)
             }

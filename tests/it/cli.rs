@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::{billrun, csv_rows, fixture};
+use crate::support::{billrun, csv_rows, fixture, run_due, sqlite_url};
 
 fn copy_fixture(name: &str, to: &Path) {
     for f in ["scenario.toml", "events.jsonl", "usage.csv"] {
@@ -24,7 +24,7 @@ fn assert_load_fails(break_it: impl Fn(&Path), want: &str) {
     std::fs::create_dir(&input).unwrap();
     copy_fixture("demo", &input);
     break_it(&input);
-    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let url = sqlite_url(dir.path());
     let out = billrun()
         .args(["--database", &url, "load"])
         .arg(&input)
@@ -119,37 +119,19 @@ fn replay_without_a_scenario_is_bad_input() {
 #[test]
 fn run_due_twice_writes_nothing_the_second_time() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let url = sqlite_url(dir.path());
     billrun()
         .args(["--database", &url, "load"])
         .arg(fixture("dst-gap"))
         .assert()
         .code(3);
-    billrun()
-        .args([
-            "--database",
-            &url,
-            "run-due",
-            "--as-of",
-            "2026-11-01T00:00:00Z",
-        ])
-        .assert()
-        .success();
+    run_due(&url, "2026-11-01T00:00:00Z");
     billrun()
         .args(["--database", &url, "dump", "--out"])
         .arg(dir.path().join("a"))
         .assert()
         .success();
-    billrun()
-        .args([
-            "--database",
-            &url,
-            "run-due",
-            "--as-of",
-            "2026-11-01T00:00:00Z",
-        ])
-        .assert()
-        .success();
+    run_due(&url, "2026-11-01T00:00:00Z");
     billrun()
         .args(["--database", &url, "dump", "--out"])
         .arg(dir.path().join("b"))
@@ -173,7 +155,7 @@ fn run_due_twice_writes_nothing_the_second_time() {
 #[test]
 fn unknown_company_and_bad_instants_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let url = sqlite_url(dir.path());
     let out = billrun()
         .args(["--database", &url, "run-due", "--as-of", "yesterday"])
         .output()
@@ -212,7 +194,7 @@ fn database_passwords_never_reach_the_output() {
 #[test]
 fn a_rejected_usage_row_is_rated_once_fixed() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let url = sqlite_url(dir.path());
     billrun()
         .args(["--database", &url, "load"])
         .arg(fixture("rating"))
@@ -242,16 +224,7 @@ fn a_rejected_usage_row_is_rated_once_fixed() {
         .arg(&feed)
         .assert()
         .success();
-    billrun()
-        .args([
-            "--database",
-            &url,
-            "run-due",
-            "--as-of",
-            "2026-04-01T00:00:00Z",
-        ])
-        .assert()
-        .success();
+    run_due(&url, "2026-04-01T00:00:00Z");
     let out = dir.path().join("out");
     billrun()
         .args(["--database", &url, "dump", "--out"])
@@ -274,22 +247,13 @@ fn a_rejected_usage_row_is_rated_once_fixed() {
 #[test]
 fn plan_usage_shows_what_each_wallet_holds() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let url = sqlite_url(dir.path());
     billrun()
         .args(["--database", &url, "load"])
         .arg(fixture("credits-wallets"))
         .assert()
         .code(3);
-    billrun()
-        .args([
-            "--database",
-            &url,
-            "run-due",
-            "--as-of",
-            "2026-02-20T00:00:00Z",
-        ])
-        .assert()
-        .success();
+    run_due(&url, "2026-02-20T00:00:00Z");
     let out = billrun()
         .args([
             "--database",

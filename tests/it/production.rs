@@ -10,7 +10,7 @@ use billrun::store::{Fenced, Lease, StepEffects, StepRun, Store};
 use billrun::with_store;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::support::{TestDb, billrun, csv_rows, fixture, postgres_url};
+use crate::support::{TestDb, billrun, csv_rows, dump, fixture, load, postgres_url, run_due};
 
 fn bin() -> String {
     assert_cmd::cargo::cargo_bin("billrun")
@@ -20,27 +20,6 @@ fn bin() -> String {
 
 async fn all_backends() -> Vec<TestDb> {
     TestDb::all().await
-}
-
-fn load(url: &str, dir: &Path) {
-    let out = billrun()
-        .args(["--database", url, "load"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        matches!(out.status.code(), Some(0 | 3)),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn dump(url: &str, out: &Path) {
-    billrun()
-        .args(["--database", url, "dump", "--out"])
-        .arg(out)
-        .assert()
-        .success();
 }
 
 /// Rows of a dumped file; `unordered` sorts them (with `seq` dropped) for files whose order
@@ -128,14 +107,8 @@ async fn three_run_due_processes_at_once_do_every_step_once() {
             );
         }
         // A company held by another process is left to it, so one more run finds nothing.
-        billrun()
-            .args(["--database", &shared.url, "run-due", "--as-of", as_of])
-            .assert()
-            .success();
-        billrun()
-            .args(["--database", &single.url, "run-due", "--as-of", as_of])
-            .assert()
-            .success();
+        run_due(&shared.url, as_of);
+        run_due(&single.url, as_of);
         let (a, b) = (
             tmp.path().join(format!("a-{}", shared.backend)),
             tmp.path().join(format!("b-{}", shared.backend)),
@@ -165,10 +138,7 @@ async fn a_crash_anywhere_then_a_rerun_leaves_what_a_clean_run_leaves() {
     for db in all_backends().await {
         let clean = fresh_like(&db).await;
         load(&clean.url, &fixture("credits-wallets"));
-        billrun()
-            .args(["--database", &clean.url, "run-due", "--as-of", as_of])
-            .assert()
-            .success();
+        run_due(&clean.url, as_of);
         let want = tmp.path().join(format!("clean-{}", db.backend));
         dump(&clean.url, &want);
         for point in [
@@ -199,10 +169,7 @@ async fn a_crash_anywhere_then_a_rerun_leaves_what_a_clean_run_leaves() {
                 String::from_utf8_lossy(&out.stderr)
             );
             std::thread::sleep(Duration::from_millis(1200));
-            billrun()
-                .args(["--database", &crashed.url, "run-due", "--as-of", as_of])
-                .assert()
-                .success();
+            run_due(&crashed.url, as_of);
             let got = tmp
                 .path()
                 .join(format!("{}-{}", db.backend, point.replace(':', "-")));

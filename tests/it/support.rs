@@ -195,3 +195,38 @@ pub fn billrun() -> assert_cmd::Command {
         .env("BILLRUN_LOG", "warn");
     cmd
 }
+
+/// A SQLite database URL inside `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("db.sqlite").display())
+}
+
+/// Loads a fixture folder into `url`; rejections (exit 3) are fine.
+pub fn load(url: &str, dir: &Path) {
+    let out = billrun()
+        .args(["--database", url, "load"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn dump(url: &str, out: &Path) {
+    billrun()
+        .args(["--database", url, "dump", "--out"])
+        .arg(out)
+        .assert()
+        .success();
+}
+
+/// Runs `run-due --as-of` against `url`, expecting success.
+pub fn run_due(url: &str, as_of: &str) {
+    billrun()
+        .args(["--database", url, "run-due", "--as-of", as_of])
+        .assert()
+        .success();
+}

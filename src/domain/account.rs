@@ -1,9 +1,50 @@
-//! A company's payment settings through time: whether its card is verified and which
-//! auto-recharge settings are in force, as of any instant.
+//! A company's account: its payment settings through time (whether its card is verified and
+//! which auto-recharge settings are in force, as of any instant), and the charges made to a
+//! card company's card.
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 
-use super::model::{AutoRecharge, Billing, Company, CreditSharing, Event, EventKind};
+use super::model::{AutoRecharge, Billing, Company, CreditSharing, Event, EventKind, World};
+use super::money::Currency;
+use super::words::{CardChargeKind, CompanyId, OfficeId, Scope};
+
+/// A charge to a card company's card (negative for a refund).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardCharge {
+    /// When it was charged.
+    pub at: DateTime<Utc>,
+    /// The company.
+    pub company: CompanyId,
+    /// What it paid for.
+    pub kind: CardChargeKind,
+    /// The amount charged.
+    pub amount: Decimal,
+    /// The company's currency.
+    pub currency: Currency,
+    /// The invoice number, event reference or recharge reference.
+    pub reference: String,
+}
+
+impl CardCharge {
+    /// A charge of `amount` to `company`'s card at `at`.
+    pub fn new(
+        company: &Company,
+        at: DateTime<Utc>,
+        kind: CardChargeKind,
+        amount: Decimal,
+        reference: &str,
+    ) -> Self {
+        CardCharge {
+            at,
+            company: company.id.clone(),
+            kind,
+            amount,
+            currency: company.currency.clone(),
+            reference: reference.to_string(),
+        }
+    }
+}
 
 /// The message for a credit purchase on an unverified card.
 pub const CARD_NOT_VERIFIED: &str = "card not verified: confirm the verification charge first";
@@ -13,14 +54,27 @@ pub const CARD_NOT_VERIFIED: &str = "card not verified: confirm the verification
 pub struct Account {
     billing: Billing,
     credit_sharing: CreditSharing,
-    offices: Vec<String>,
+    offices: Vec<OfficeId>,
     verified_from: Option<DateTime<Utc>>,
     recharge: Vec<(DateTime<Utc>, Option<AutoRecharge>)>,
 }
 
 impl Account {
+    /// The settings after the company's accepted `events`, in recorded order.
+    pub fn from_events(world: &World, company: &Company, events: &[Event]) -> Self {
+        let offices = world
+            .offices_of(&company.id)
+            .map(|o| o.id.clone())
+            .collect();
+        let mut account = Account::new(company, offices);
+        for e in events {
+            account.apply(e);
+        }
+        account
+    }
+
     /// The settings at load; `offices` are the company's office ids.
-    pub fn new(company: &Company, offices: Vec<String>) -> Self {
+    pub fn new(company: &Company, offices: Vec<OfficeId>) -> Self {
         Account {
             billing: company.billing,
             credit_sharing: company.credit_sharing,
@@ -62,15 +116,16 @@ impl Account {
     }
 
     /// Whether `scope` holds wallets under the company's credit sharing.
-    pub fn holds_wallets(&self, scope: &str) -> bool {
-        match self.credit_sharing {
-            CreditSharing::Company => scope == "company",
-            CreditSharing::Office => self.offices.iter().any(|o| o == scope),
+    pub fn holds_wallets(&self, scope: &Scope) -> bool {
+        match (self.credit_sharing, scope) {
+            (CreditSharing::Company, Scope::Company) => true,
+            (CreditSharing::Office, Scope::Office(o)) => self.offices.contains(o),
+            _ => false,
         }
     }
 
     /// Checks a credit purchase of the company at `at`.
-    pub fn check_purchase(&self, scope: &str, at: DateTime<Utc>) -> Result<(), String> {
+    pub fn check_purchase(&self, scope: &Scope, at: DateTime<Utc>) -> Result<(), String> {
         if self.billing == Billing::Card && !self.card_verified(at) {
             return Err(CARD_NOT_VERIFIED.to_string());
         }
@@ -90,48 +145,28 @@ impl Account {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::money::Currency;
-    use chrono::NaiveDate;
-    use rust_decimal::Decimal;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
+    use crate::testkit::{dec, event, t};
 
     fn company(billing: Billing, verified: bool) -> Company {
         Company {
-            id: "c".into(),
-            name: "C".into(),
-            time_zone: chrono_tz::UTC,
-            currency: Currency::from_code("USD").unwrap(),
-            anchor: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
             billing,
             card_verified: verified,
             credit_sharing: CreditSharing::Office,
             primary_office: "a".into(),
             auto_recharge: Some(AutoRecharge {
-                threshold: Decimal::from(5),
-                amount: Decimal::from(25),
+                threshold: dec("5"),
+                amount: dec("25"),
             }),
-        }
-    }
-
-    fn event(at: &str, kind: EventKind) -> Event {
-        Event {
-            at: t(at),
-            company: "c".into(),
-            source: "events.jsonl".into(),
-            line: 1,
-            id: None,
-            kind,
+            ..crate::testkit::company("c")
         }
     }
 
     #[test]
     fn settings_follow_the_events_in_force() {
+        let office = Scope::Office("a".into());
         let mut a = Account::new(&company(Billing::Card, false), vec!["a".into(), "b".into()]);
         assert_eq!(
-            a.check_purchase("a", t("2026-01-02T00:00:00Z")),
+            a.check_purchase(&office, t("2026-01-02T00:00:00Z")),
             Err(CARD_NOT_VERIFIED.into())
         );
         assert!(
@@ -139,14 +174,14 @@ mod tests {
             "unverified card: no recharge"
         );
         a.apply(&event("2026-01-03T00:00:00Z", EventKind::CardVerified));
-        assert!(a.check_purchase("a", t("2026-01-03T00:00:00Z")).is_ok());
+        assert!(a.check_purchase(&office, t("2026-01-03T00:00:00Z")).is_ok());
         assert_eq!(
-            a.check_purchase("company", t("2026-01-03T00:00:00Z")),
+            a.check_purchase(&Scope::Company, t("2026-01-03T00:00:00Z")),
             Err("scope company holds no wallets under credit_sharing = \"office\"".into())
         );
         assert_eq!(
             a.auto_recharge(t("2026-01-03T00:00:00Z")).unwrap().amount,
-            Decimal::from(25)
+            dec("25")
         );
         a.apply(&event(
             "2026-01-04T00:00:00Z",

@@ -8,8 +8,10 @@ use rust_decimal::Decimal;
 
 use super::grid::Grid;
 use super::licenses::{Pool, PoolKey, Purchase, proration};
-use super::model::{Billing, Bundle, BundleKind, Company, Product};
-use super::wallets::{EntryKind, LedgerEntry, UNIVERSAL, Wallets, scope_order};
+use super::model::{Billing, Bundle, BundleKind, Company, Event, EventKind, Product};
+use super::money::Currency;
+use super::wallets::{EntryKind, LedgerEntry, Wallets};
+use super::words::{CompanyId, OfficeId, Wallet};
 
 /// What kind of document a company gets at a boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +104,8 @@ impl LineKind {
 pub struct Line {
     /// What it bills.
     pub kind: LineKind,
-    /// Office (empty for company-wide lines).
-    pub office: String,
+    /// The office (none for company-wide lines).
+    pub office: Option<OfficeId>,
     /// Product or bundle id (empty where none applies).
     pub product: String,
     /// Free text for people.
@@ -125,7 +127,7 @@ pub struct Document {
     /// `<company>-<YYYYMMDD>`, `-A<n>` for adjustments.
     pub number: String,
     /// The company.
-    pub company: String,
+    pub company: CompanyId,
     /// Invoice, card statement or adjustment.
     pub kind: DocumentKind,
     /// Boundary index on the company's grid.
@@ -138,8 +140,8 @@ pub struct Document {
     pub period_end: NaiveDate,
     /// The lines, in file order: license fees, prorations, bundle fees, credit lines, arrears.
     pub lines: Vec<Line>,
-    /// ISO 4217 code.
-    pub currency: String,
+    /// The company's currency.
+    pub currency: Currency,
 }
 
 impl Document {
@@ -150,7 +152,7 @@ impl Document {
 }
 
 /// The invoice number of a company's document at a boundary date.
-pub fn invoice_number(company: &str, boundary: NaiveDate) -> String {
+pub fn invoice_number(company: &CompanyId, boundary: NaiveDate) -> String {
     format!("{company}-{}", boundary.format("%Y%m%d"))
 }
 
@@ -167,7 +169,8 @@ pub struct PriceCorrection {
     pub unit_price: Decimal,
 }
 
-/// The prices of one company: scenario prices and its corrections, in recorded order.
+/// The prices of one company: scenario prices and its corrections, in recorded order. Built
+/// from the company's accepted events by [`PriceList::from_events`].
 #[derive(Debug, Clone, Default)]
 pub struct PriceList {
     base: BTreeMap<String, Decimal>,
@@ -184,6 +187,27 @@ impl PriceList {
                 .collect(),
             corrections,
         }
+    }
+
+    /// The company's prices with every correction among its accepted `events`.
+    pub fn from_events(products: &BTreeMap<String, Product>, events: &[Event]) -> Self {
+        let corrections = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::PriceCorrection {
+                    product,
+                    unit_price,
+                    from,
+                } => Some(PriceCorrection {
+                    recorded_at: e.at,
+                    product: product.clone(),
+                    from: *from,
+                    unit_price: *unit_price,
+                }),
+                _ => None,
+            })
+            .collect();
+        PriceList::new(products, corrections)
     }
 
     /// The price of a term of `product` starting on `term_start`, counting only corrections
@@ -224,7 +248,14 @@ pub fn license_lines(
     let grid = company.grid();
     let currency = &company.currency;
     let mut lines = Vec::new();
-    for ((office, code), pool) in pools {
+    for (
+        PoolKey {
+            office,
+            product: code,
+        },
+        pool,
+    ) in pools
+    {
         let Some(product) = products.get(code) else {
             continue;
         };
@@ -237,7 +268,7 @@ pub fn license_lines(
         let quantity = Decimal::from(pool.quantity);
         lines.push(Line {
             kind: LineKind::LicenseFee,
-            office: office.clone(),
+            office: Some(office.clone()),
             product: code.clone(),
             description: format!(
                 "{}: {} seats, {start} to {end}",
@@ -257,7 +288,7 @@ pub fn license_lines(
         .iter()
         .filter(|p| period_start <= p.at && p.at < period_end)
     {
-        let Some(product) = products.get(&p.pool.1) else {
+        let Some(product) = products.get(&p.pool.product) else {
             continue;
         };
         let term_start = product.term.term_start(0, k - 1);
@@ -265,13 +296,13 @@ pub fn license_lines(
             grid.boundary_date(term_start),
             grid.boundary_date(term_start + product.term.periods()),
         );
-        let price = prices.price(&p.pool.1, start, recorded_before);
+        let price = prices.price(&p.pool.product, start, recorded_before);
         let date = grid.local_date(p.at);
         let (amount, remaining, days) = proration(p.added, price, date, start, end);
         lines.push(Line {
             kind: LineKind::Proration,
-            office: p.pool.0.clone(),
-            product: p.pool.1.clone(),
+            office: Some(p.pool.office.clone()),
+            product: p.pool.product.clone(),
             description: format!(
                 "{}: {} seats added {date}, prorated {remaining}/{days} days",
                 product.name, p.added
@@ -300,7 +331,7 @@ pub fn bundle_lines<'a>(
             let start = grid.boundary_index_on(b.start)?;
             b.cadence.starts_at(start, k).then(|| Line {
                 kind: LineKind::BundleFee,
-                office: scope_office(&b.scope),
+                office: b.scope.office().cloned(),
                 product: b.id.clone(),
                 description: format!(
                     "Bundle {}: {} {} credits, {} to {}",
@@ -338,7 +369,7 @@ pub fn credit_lines(company: &Company, entries: &[LedgerEntry]) -> Vec<Line> {
             };
             Some(Line {
                 kind,
-                office: scope_office(&e.scope),
+                office: e.scope.office().cloned(),
                 product: String::new(),
                 description: format!("{what} ({}) on {}", e.reference, e.at.format("%Y-%m-%d")),
                 quantity: Some(1),
@@ -363,12 +394,10 @@ pub fn arrears(
     if company.billing != Billing::Invoiced {
         return (lines, settles);
     }
-    let mut negative: Vec<(&str, Decimal)> = wallets
+    let negative = wallets
         .balances()
-        .filter(|(_, w, b)| *w == UNIVERSAL && *b < Decimal::ZERO)
-        .map(|(s, _, b)| (s, -b))
-        .collect();
-    negative.sort_by_key(|(s, _)| scope_order(s));
+        .filter(|(_, w, b)| *w == Wallet::Universal && *b < Decimal::ZERO)
+        .map(|(s, _, b)| (s, -b));
     for (scope, owed) in negative {
         let rounded = company.currency.round_line(owed);
         if rounded.is_zero() {
@@ -376,7 +405,7 @@ pub fn arrears(
         }
         lines.push(Line {
             kind: LineKind::UsageArrears,
-            office: scope_office(scope),
+            office: scope.office().cloned(),
             product: String::new(),
             description: format!("Usage beyond credits ({scope})"),
             quantity: Some(1),
@@ -386,8 +415,8 @@ pub fn arrears(
         });
         settles.push(LedgerEntry {
             at,
-            scope: scope.to_string(),
-            wallet: UNIVERSAL.to_string(),
+            scope: scope.clone(),
+            wallet: Wallet::Universal,
             kind: EntryKind::Settle,
             amount: owed,
             reference: invoice.to_string(),
@@ -395,15 +424,6 @@ pub fn arrears(
         });
     }
     (lines, settles)
-}
-
-/// The `office` column of a line for a wallet scope: empty for the company scope.
-fn scope_office(scope: &str) -> String {
-    if scope == "company" {
-        String::new()
-    } else {
-        scope.to_string()
-    }
 }
 
 /// Wraps the lines of boundary `k` in the company's document, or `None` when there are none.
@@ -421,14 +441,13 @@ pub fn document(company: &Company, grid: &Grid, k: u32, lines: Vec<Line>) -> Opt
         period_start: boundary,
         period_end: grid.boundary_date(k + 1),
         lines,
-        currency: company.currency.code().to_string(),
+        currency: company.currency.clone(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -482,7 +501,9 @@ mod tests {
             prices.price("talk", d("2026-03-31"), t("2026-02-05T00:00:00Z")),
             Decimal::from(30)
         );
-        assert_eq!(invoice_number("acme", d("2026-02-28")), "acme-20260228");
-        assert_eq!(Decimal::from_str("1").unwrap(), Decimal::ONE);
+        assert_eq!(
+            invoice_number(&"acme".into(), d("2026-02-28")),
+            "acme-20260228"
+        );
     }
 }

@@ -11,14 +11,33 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
 use super::grid::{Grid, Term};
-use super::model::{Billing, Company, EventKind, InitialPool, Party, PartyKind, Product};
+use super::model::{
+    Billing, Company, Event, EventKind, InitialPool, Party, PartyKind, Product, World,
+};
+use super::words::OfficeId;
 
 /// The message for a contracted company's removal without finance's override.
 pub const CONTRACTED_REMOVAL: &str =
     "contracted plan: license removals go through your Customer Success Manager";
 
-/// A pool's key: (office, product).
-pub type PoolKey = (String, String);
+/// Which pool: an office's seats of one product.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PoolKey {
+    /// The office.
+    pub office: OfficeId,
+    /// The product code.
+    pub product: String,
+}
+
+impl PoolKey {
+    /// The pool of `product` in `office`.
+    pub fn new(office: &OfficeId, product: &str) -> Self {
+        PoolKey {
+            office: office.clone(),
+            product: product.to_string(),
+        }
+    }
+}
 
 /// One license pool's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,6 +81,9 @@ pub struct AppliedRemoval {
     pub removed: i64,
 }
 
+/// From an instant on, a user holds this product (or none).
+type Holding = (DateTime<Utc>, Option<String>);
+
 /// The license side of one company, folded through time.
 #[derive(Debug, Clone)]
 pub struct LicenseBook {
@@ -71,6 +93,8 @@ pub struct LicenseBook {
     users: BTreeMap<String, PartyKind>,
     pools: BTreeMap<PoolKey, Pool>,
     holders: BTreeMap<String, PoolKey>,
+    /// Per user, from which instant on they held which product (or none), oldest first.
+    holdings: BTreeMap<String, Vec<Holding>>,
     purchases: Vec<Purchase>,
     removals: Vec<AppliedRemoval>,
     /// Boundaries `< next_boundary` have been passed.
@@ -96,25 +120,87 @@ impl LicenseBook {
             users: BTreeMap::new(),
             pools: BTreeMap::new(),
             holders: BTreeMap::new(),
+            holdings: BTreeMap::new(),
             purchases: Vec::new(),
             removals: Vec::new(),
             next_boundary: 0,
         };
         for p in pools {
             book.pools
-                .entry((p.office.clone(), p.product.clone()))
+                .entry(PoolKey::new(&p.office, &p.product))
                 .or_default()
                 .quantity += p.quantity;
         }
         for party in parties {
             book.users.insert(party.id.clone(), party.kind);
             if let Some(product) = &party.product {
-                let key = (party.office.clone(), product.clone());
+                let key = PoolKey::new(&party.office, product);
                 book.pools.entry(key.clone()).or_default().assigned += 1;
-                book.holders.insert(party.id.clone(), key);
+                book.hold(DateTime::<Utc>::MIN_UTC, &party.id, Some(key));
             }
         }
         book
+    }
+
+    /// A company's book at load, before any event.
+    pub fn opening(world: &World, company: &Company) -> Self {
+        LicenseBook::new(
+            company,
+            &world.products,
+            world.pools_of(&company.id),
+            world.parties_of(&company.id),
+        )
+    }
+
+    /// The book after the company's accepted `events` (in recorded order) before `before`,
+    /// with every boundary up to and including `through` passed. Accepted events were checked
+    /// when taken in; one that no longer applies (the scenario was reloaded with other pools)
+    /// is an error naming it.
+    pub fn as_of(
+        world: &World,
+        company: &Company,
+        events: &[Event],
+        before: DateTime<Utc>,
+        through: DateTime<Utc>,
+    ) -> Result<Self, String> {
+        let mut book = LicenseBook::opening(world, company);
+        for e in events.iter().filter(|e| e.at < before) {
+            book.apply(e.at, &e.reference(), &e.kind)
+                .map_err(|reason| {
+                    format!(
+                        "recorded event {} of {} no longer applies: {reason}",
+                        e.reference(),
+                        company.id
+                    )
+                })?;
+        }
+        book.advance_to(through);
+        Ok(book)
+    }
+
+    /// The book after every one of the company's accepted `events`, with only the boundaries
+    /// up to the last of them passed.
+    pub fn after(world: &World, company: &Company, events: &[Event]) -> Result<Self, String> {
+        LicenseBook::as_of(
+            world,
+            company,
+            events,
+            DateTime::<Utc>::MAX_UTC,
+            DateTime::<Utc>::MIN_UTC,
+        )
+    }
+
+    /// Records that `user` holds the seat of `pool` (or none) from `at` on.
+    fn hold(&mut self, at: DateTime<Utc>, user: &str, pool: Option<PoolKey>) {
+        let product = pool.as_ref().map(|k| k.product.clone());
+        match pool {
+            Some(key) => self.holders.insert(user.to_string(), key),
+            None => self.holders.remove(user),
+        };
+        self.holdings
+            .entry(user.to_string())
+            .or_default()
+            .push((at, product));
     }
 
     /// Passes every boundary at or before `t`, applying the removals due there.
@@ -122,7 +208,11 @@ impl LicenseBook {
         while self.grid.boundary_at(self.next_boundary) <= t {
             let k = self.next_boundary;
             for (key, pool) in self.pools.iter_mut() {
-                let term = self.terms.get(&key.1).copied().unwrap_or(Term::Monthly);
+                let term = self
+                    .terms
+                    .get(&key.product)
+                    .copied()
+                    .unwrap_or(Term::Monthly);
                 if pool.pending_removal > 0 && term.ends_at(0, k) {
                     self.removals.push(AppliedRemoval {
                         boundary: k,
@@ -131,6 +221,7 @@ impl LicenseBook {
                     });
                     pool.quantity -= pool.pending_removal;
                     pool.pending_removal = 0;
+                    debug_assert!(pool.quantity >= pool.assigned, "fewer seats than holders");
                 }
             }
             self.next_boundary += 1;
@@ -152,7 +243,7 @@ impl LicenseBook {
                 product,
                 quantity,
             } => {
-                let key = (office.clone(), product.clone());
+                let key = PoolKey::new(office, product);
                 let pool = self.pools.entry(key.clone()).or_default();
                 let restored = (*quantity).min(pool.pending_removal);
                 pool.pending_removal -= restored;
@@ -177,7 +268,7 @@ impl LicenseBook {
                 if self.billing == Billing::Invoiced && !override_ {
                     return Err(CONTRACTED_REMOVAL.to_string());
                 }
-                let key = (office.clone(), product.clone());
+                let key = PoolKey::new(office, product);
                 let free = self.pools.get(&key).map_or(0, Pool::free);
                 if *quantity > free {
                     return Err(format!(
@@ -196,23 +287,26 @@ impl LicenseBook {
                 if self.holders.contains_key(user) {
                     return Err(format!("user {user} already holds a license"));
                 }
-                let key = (office.clone(), product.clone());
+                let key = PoolKey::new(office, product);
                 match self.pools.get_mut(&key) {
                     Some(pool) if pool.free() > 0 => pool.assigned += 1,
                     _ => return Err(format!("no free seat in pool {office}/{product}")),
                 }
-                self.holders.insert(user.clone(), key);
+                self.hold(at, user, Some(key));
                 Ok(())
             }
             EventKind::LicenseUnassign { user } => {
                 self.check_user(user)?;
                 let key = self
                     .holders
-                    .remove(user)
+                    .get(user)
+                    .cloned()
                     .ok_or_else(|| format!("user {user} holds no license"))?;
                 if let Some(pool) = self.pools.get_mut(&key) {
                     pool.assigned -= 1;
+                    debug_assert!(pool.assigned >= 0, "assigned seats went negative");
                 }
+                self.hold(at, user, None);
                 Ok(())
             }
             EventKind::LicenseTransfer { from_user, to_user } => {
@@ -227,8 +321,9 @@ impl LicenseBook {
                 if self.holders.contains_key(to_user) {
                     return Err(format!("user {to_user} already holds a license"));
                 }
-                let key = self.holders.remove(from_user).expect("checked above");
-                self.holders.insert(to_user.clone(), key);
+                let key = self.holders.get(from_user).cloned();
+                self.hold(at, from_user, None);
+                self.hold(at, to_user, key);
                 Ok(())
             }
             _ => Ok(()),
@@ -248,9 +343,21 @@ impl LicenseBook {
         &self.pools
     }
 
-    /// The product a user holds, if any.
+    /// The product a user holds now, if any.
     pub fn product_of(&self, user: &str) -> Option<&str> {
-        self.holders.get(user).map(|(_, product)| product.as_str())
+        self.holders.get(user).map(|k| k.product.as_str())
+    }
+
+    /// The product `user` held at `at` (a change at that very instant counts), by the
+    /// scenario's assignments and the events applied so far; `None` for groups and users
+    /// without a license. Rating uses it: some rates depend on the caller's product.
+    pub fn product_at(&self, user: &str, at: DateTime<Utc>) -> Option<&str> {
+        self.holdings
+            .get(user)?
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= at)
+            .and_then(|(_, product)| product.as_deref())
     }
 
     /// Every purchase that added seats, in the order made.
@@ -379,7 +486,7 @@ mod tests {
     }
 
     fn key(product: &str) -> PoolKey {
-        ("nyc".to_string(), product.to_string())
+        PoolKey::new(&"nyc".into(), product)
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The business rules as plain functions and types: no I/O, no async, no SQL.
 
 pub mod account;
+pub mod close;
+pub mod credits;
 pub mod grid;
+pub mod intake;
 pub mod invoice;
 pub mod licenses;
 pub mod model;
@@ -10,3 +13,4 @@ pub mod rating;
 pub mod sms;
 pub mod usage;
 pub mod wallets;
+pub mod words;

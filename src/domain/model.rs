@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::grid::{Grid, Term};
 use super::money::Currency;
+use super::words::{CompanyId, Direction, OfficeId, Scope, Service, UsageType, Wallet};
 
 /// How a company pays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +55,7 @@ pub struct AutoRecharge {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Company {
     /// Unique id, `[a-z0-9_-]+`.
-    pub id: String,
+    pub id: CompanyId,
     /// Display name.
     pub name: String,
     /// IANA time zone of the company's grid.
@@ -70,7 +71,7 @@ pub struct Company {
     /// Company-wide or per-office wallets.
     pub credit_sharing: CreditSharing,
     /// The office whose scope pays for AI-agent usage under office sharing.
-    pub primary_office: String,
+    pub primary_office: OfficeId,
     /// Auto-recharge settings at load; `None` = off.
     pub auto_recharge: Option<AutoRecharge>,
 }
@@ -86,9 +87,9 @@ impl Company {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Office {
     /// Unique id (never `company`).
-    pub id: String,
+    pub id: OfficeId,
     /// The company it belongs to.
-    pub company: String,
+    pub company: CompanyId,
     /// Display name.
     pub name: String,
 }
@@ -110,9 +111,9 @@ pub struct Party {
     /// User or group.
     pub kind: PartyKind,
     /// The company it belongs to.
-    pub company: String,
+    pub company: CompanyId,
     /// The office it belongs to.
-    pub office: String,
+    pub office: OfficeId,
     /// Display name.
     pub name: String,
     /// Its phone number, if any.
@@ -127,7 +128,7 @@ pub enum AdminRole {
     /// The whole company.
     Company,
     /// Only this office.
-    Office(String),
+    Office(OfficeId),
 }
 
 /// A recipient of monthly usage emails.
@@ -136,7 +137,7 @@ pub struct Admin {
     /// Email address.
     pub email: String,
     /// The company.
-    pub company: String,
+    pub company: CompanyId,
     /// What the admin may see.
     pub role: AdminRole,
 }
@@ -158,9 +159,9 @@ pub struct Product {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitialPool {
     /// The company.
-    pub company: String,
+    pub company: CompanyId,
     /// The office.
-    pub office: String,
+    pub office: OfficeId,
     /// The product.
     pub product: String,
     /// Paid seats.
@@ -177,15 +178,25 @@ pub enum BundleKind {
     Ai,
 }
 
+impl BundleKind {
+    /// The wallet its credits are granted to.
+    pub fn wallet(self) -> Wallet {
+        match self {
+            BundleKind::Telephony => Wallet::Telephony,
+            BundleKind::Ai => Wallet::Ai,
+        }
+    }
+}
+
 /// A pre-purchased commitment of credits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bundle {
     /// Unique id.
     pub id: String,
     /// The company.
-    pub company: String,
-    /// `company` or an office id.
-    pub scope: String,
+    pub company: CompanyId,
+    /// The company or an office, per the company's credit sharing.
+    pub scope: Scope,
     /// Telephony or AI.
     pub kind: BundleKind,
     /// Credits granted each cadence period.
@@ -202,9 +213,9 @@ pub struct Bundle {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Allowance {
     /// The company.
-    pub company: String,
+    pub company: CompanyId,
     /// The service it covers.
-    pub service: String,
+    pub service: Service,
     /// Credits per grid period.
     pub amount: Decimal,
 }
@@ -213,11 +224,11 @@ pub struct Allowance {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rate {
     /// Service.
-    pub service: String,
+    pub service: Service,
     /// Type within the service; `None` only for speech_ivr and omnichannel.
-    pub usage_type: Option<String>,
-    /// `inbound`, `outbound`, or `None` for both.
-    pub direction: Option<String>,
+    pub usage_type: Option<UsageType>,
+    /// The direction it applies to; `None` for both.
+    pub direction: Option<Direction>,
     /// E.164 prefix of the remote number.
     pub prefix: Option<String>,
     /// Applies to users holding this product.
@@ -232,7 +243,7 @@ pub struct Rate {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct World {
     /// Companies by id.
-    pub companies: BTreeMap<String, Company>,
+    pub companies: BTreeMap<CompanyId, Company>,
     /// Offices, in scenario order.
     pub offices: Vec<Office>,
     /// Users and groups, in scenario order.
@@ -257,11 +268,11 @@ pub struct World {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct WorldIndex {
     built: bool,
-    offices: BTreeMap<String, Vec<usize>>,
-    parties: BTreeMap<String, Vec<usize>>,
-    pools: BTreeMap<String, Vec<usize>>,
-    allowances: BTreeMap<String, Vec<usize>>,
-    bundles: BTreeMap<String, Vec<usize>>,
+    offices: BTreeMap<CompanyId, Vec<usize>>,
+    parties: BTreeMap<CompanyId, Vec<usize>>,
+    pools: BTreeMap<CompanyId, Vec<usize>>,
+    allowances: BTreeMap<CompanyId, Vec<usize>>,
+    bundles: BTreeMap<CompanyId, Vec<usize>>,
     party_by_id: BTreeMap<String, usize>,
 }
 
@@ -299,7 +310,7 @@ impl World {
     fn of<'a, T>(
         &'a self,
         list: &'a [T],
-        index: &'a BTreeMap<String, Vec<usize>>,
+        index: &'a BTreeMap<CompanyId, Vec<usize>>,
         company: &'a str,
         owner: fn(&T) -> &str,
     ) -> Box<dyn Iterator<Item = &'a T> + 'a> {
@@ -363,7 +374,7 @@ pub enum EventKind {
     /// Buy seats (restoring scheduled removals first).
     LicensePurchase {
         /// Office of the pool.
-        office: String,
+        office: OfficeId,
         /// Product of the pool.
         product: String,
         /// Seats bought.
@@ -372,7 +383,7 @@ pub enum EventKind {
     /// Schedule seats for removal at the end of the term.
     LicenseRemoval {
         /// Office of the pool.
-        office: String,
+        office: OfficeId,
         /// Product of the pool.
         product: String,
         /// Seats to remove.
@@ -384,7 +395,7 @@ pub enum EventKind {
     /// Give a user a seat of a pool.
     LicenseAssign {
         /// Office of the pool.
-        office: String,
+        office: OfficeId,
         /// Product of the pool.
         product: String,
         /// The user.
@@ -404,8 +415,8 @@ pub enum EventKind {
     },
     /// Buy credits.
     CreditPurchase {
-        /// `company` or an office id.
-        scope: String,
+        /// The scope whose `universal` wallet is credited.
+        scope: Scope,
         /// Credits bought.
         amount: Decimal,
     },
@@ -460,7 +471,7 @@ pub struct Event {
     /// When it happened.
     pub at: DateTime<Utc>,
     /// The company.
-    pub company: String,
+    pub company: CompanyId,
     /// The file it was read from (`events.jsonl`).
     pub source: String,
     /// Its 1-based line in that file.
@@ -472,8 +483,12 @@ pub struct Event {
 }
 
 impl Event {
-    /// The ledger and invoice reference of the event: `events.jsonl:<line>`.
+    /// The ledger and invoice reference of the event: its `id` when it has one (so two feeds
+    /// never share a reference), else `events.jsonl:<line>`.
     pub fn reference(&self) -> String {
-        format!("{}:{}", self.source, self.line)
+        match &self.id {
+            Some(id) => id.clone(),
+            None => format!("{}:{}", self.source, self.line),
+        }
     }
 }

@@ -10,12 +10,10 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::domain::model::Rate;
 use crate::domain::money::MICRO_DP;
+use crate::domain::words::{Direction, Service, UsageType};
 
 /// The billing increment of a call whose rate gives none: whole minutes.
 pub const DEFAULT_INCREMENT: (u32, u32) = (60, 60);
-
-/// The service whose quantity is seconds and whose price is per minute.
-const CALLING: &str = "calling";
 
 /// Seconds billed for a call of `duration_s` seconds under the increment `first/next`: nothing
 /// for 0 s, else `first + ceil(max(0, d - first) / next) × next`.
@@ -47,30 +45,13 @@ pub fn increment_of(rate: &Rate) -> (u32, u32) {
 /// rounded; every other product of a price (at most 6 decimals) and a count is exact.
 ///
 /// Like all `Decimal` arithmetic this panics only when the cost exceeds about 7.9 × 10²⁸.
-pub fn usage_cost(service: &str, price: Decimal, billable_quantity: u64) -> Decimal {
+pub fn usage_cost(service: Service, price: Decimal, billable_quantity: u64) -> Decimal {
     let quantity = Decimal::from(billable_quantity);
-    if service == CALLING {
+    if service == Service::Calling {
         (price * quantity / Decimal::from(60))
             .round_dp_with_strategy(MICRO_DP, RoundingStrategy::MidpointAwayFromZero)
     } else {
         price * quantity
-    }
-}
-
-/// The unit of a usage record's billable quantity: `second` for calls, `segment`
-/// for SMS, `message` for MMS, `page` for fax, `session` for AI agents and `unit` for speech IVR
-/// and omnichannel.
-///
-/// A service or messaging type billrun does not know gets `unit`; such an event has no rate
-/// and is rejected before it is recorded, so the answer is never written.
-pub fn unit_of(service: &str, usage_type: Option<&str>) -> &'static str {
-    match (service, usage_type) {
-        ("calling", _) => "second",
-        ("messaging", Some("a2p_sms" | "p2p_sms")) => "segment",
-        ("messaging", Some("a2p_mms" | "p2p_mms")) => "message",
-        ("fax", _) => "page",
-        ("ai_agent", _) => "session",
-        _ => "unit",
     }
 }
 
@@ -91,7 +72,7 @@ pub struct RateCard {
     /// The entries, in card order; the indexes below point into it.
     rates: Vec<Rate>,
     /// Entries by service, then by type.
-    services: BTreeMap<String, ServiceRates>,
+    services: BTreeMap<Service, ServiceRates>,
 }
 
 /// The entries of one service.
@@ -100,7 +81,7 @@ struct ServiceRates {
     /// Entries without a type (speech IVR, omnichannel).
     untyped: TypeRates,
     /// Entries by type.
-    typed: BTreeMap<String, TypeRates>,
+    typed: BTreeMap<UsageType, TypeRates>,
 }
 
 /// The entries of one (service, type).
@@ -134,24 +115,24 @@ struct Directions {
     /// The entry without a direction, which matches both.
     any: Option<usize>,
     /// Entries by direction.
-    explicit: BTreeMap<String, usize>,
+    explicit: BTreeMap<Direction, usize>,
 }
 
 impl Directions {
     /// Puts entry `index` in its slot, or names the entry already there. After an error the
     /// slot holds the new entry, which does not matter: the card being built is refused.
-    fn insert(&mut self, direction: Option<&str>, index: usize) -> Result<(), usize> {
+    fn insert(&mut self, direction: Option<Direction>, index: usize) -> Result<(), usize> {
         let existing = match direction {
             None => self.any.replace(index),
-            Some(d) => self.explicit.insert(d.to_string(), index),
+            Some(d) => self.explicit.insert(d, index),
         };
         existing.map_or(Ok(()), Err)
     }
 
     /// The best entry for an event's direction: an explicit direction beats none.
-    fn best(&self, direction: Option<&str>) -> Option<usize> {
+    fn best(&self, direction: Option<Direction>) -> Option<usize> {
         direction
-            .and_then(|d| self.explicit.get(d).copied())
+            .and_then(|d| self.explicit.get(&d).copied())
             .or(self.any)
     }
 }
@@ -161,7 +142,7 @@ impl PrefixTable {
     fn insert(
         &mut self,
         prefix: Option<&str>,
-        direction: Option<&str>,
+        direction: Option<Direction>,
         index: usize,
     ) -> Result<(), usize> {
         match prefix {
@@ -178,7 +159,7 @@ impl PrefixTable {
 
     /// The best entry for an event: the longest prefix of the remote number that has an entry
     /// for the event's direction, then the unprefixed entries.
-    fn best(&self, direction: Option<&str>, remote_number: Option<&str>) -> Option<usize> {
+    fn best(&self, direction: Option<Direction>, remote_number: Option<&str>) -> Option<usize> {
         let prefixed = remote_number.and_then(|number| {
             (0..=number.len().min(self.longest))
                 .rev()
@@ -198,17 +179,17 @@ impl RateCard {
             services: BTreeMap::new(),
         };
         for (index, rate) in rates.iter().enumerate() {
-            let service = card.services.entry(rate.service.clone()).or_default();
-            let type_rates = match &rate.usage_type {
+            let service = card.services.entry(rate.service).or_default();
+            let type_rates = match rate.usage_type {
                 None => &mut service.untyped,
-                Some(t) => service.typed.entry(t.clone()).or_default(),
+                Some(t) => service.typed.entry(t).or_default(),
             };
             let table = match &rate.product {
                 None => &mut type_rates.general,
                 Some(p) => type_rates.by_product.entry(p.clone()).or_default(),
             };
             table
-                .insert(rate.prefix.as_deref(), rate.direction.as_deref(), index)
+                .insert(rate.prefix.as_deref(), rate.direction, index)
                 .map_err(|first| DuplicateRate {
                     first,
                     second: index,
@@ -233,16 +214,16 @@ impl RateCard {
     /// card has one, matches every remote number and counts as longer than no prefix.
     pub fn lookup(
         &self,
-        service: &str,
-        usage_type: Option<&str>,
-        direction: Option<&str>,
+        service: Service,
+        usage_type: Option<UsageType>,
+        direction: Option<Direction>,
         remote_number: Option<&str>,
         product: Option<&str>,
     ) -> Option<&Rate> {
-        let service = self.services.get(service)?;
+        let service = self.services.get(&service)?;
         let type_rates = match usage_type {
             None => &service.untyped,
-            Some(t) => service.typed.get(t)?,
+            Some(t) => service.typed.get(&t)?,
         };
         let for_product = product
             .and_then(|p| type_rates.by_product.get(p))
@@ -270,15 +251,38 @@ mod tests {
         product: Option<&str>,
         price: &str,
     ) -> Rate {
+        let service: Service = service.parse().expect("test service");
         Rate {
-            service: service.to_string(),
-            usage_type: usage_type.map(str::to_string),
-            direction: direction.map(str::to_string),
+            service,
+            usage_type: usage_type.map(|t| UsageType::parse_for(service, t).expect("test type")),
+            direction: direction.map(|d| d.parse().expect("test direction")),
             prefix: prefix.map(str::to_string),
             product: product.map(str::to_string),
             price: dec(price),
             increment: None,
         }
+    }
+
+    /// Looks a usage up by the names files use; a name the domain does not know matches
+    /// nothing.
+    fn find<'a>(
+        card: &'a RateCard,
+        service: &str,
+        usage_type: Option<&str>,
+        direction: Option<&str>,
+        remote: Option<&str>,
+        product: Option<&str>,
+    ) -> Option<&'a Rate> {
+        let service: Service = service.parse().ok()?;
+        let usage_type = match usage_type {
+            Some(t) => Some(UsageType::parse_for(service, t).ok()?),
+            None => None,
+        };
+        let direction = match direction {
+            Some(d) => Some(d.parse::<Direction>().ok()?),
+            None => None,
+        };
+        card.lookup(service, usage_type, direction, remote, product)
     }
 
     #[test]
@@ -317,46 +321,52 @@ mod tests {
 
     #[test]
     fn call_cost_is_per_minute_rounded_half_up_to_six_places() {
-        assert_eq!(usage_cost("calling", dec("0.02"), 60), dec("0.02"));
-        assert_eq!(usage_cost("calling", dec("0.02"), 126), dec("0.042"));
-        assert_eq!(usage_cost("calling", dec("0.01"), 0), Decimal::ZERO);
+        assert_eq!(usage_cost(Service::Calling, dec("0.02"), 60), dec("0.02"));
+        assert_eq!(usage_cost(Service::Calling, dec("0.02"), 126), dec("0.042"));
+        assert_eq!(usage_cost(Service::Calling, dec("0.01"), 0), Decimal::ZERO);
         // 0.01 × 7 / 60 = 0.0011666… → 0.001167
-        assert_eq!(usage_cost("calling", dec("0.01"), 7), dec("0.001167"));
+        assert_eq!(
+            usage_cost(Service::Calling, dec("0.01"), 7),
+            dec("0.001167")
+        );
         // 0.01 × 1 / 60 = 0.000166… → 0.000167
-        assert_eq!(usage_cost("calling", dec("0.01"), 1), dec("0.000167"));
+        assert_eq!(
+            usage_cost(Service::Calling, dec("0.01"), 1),
+            dec("0.000167")
+        );
         // 0.000003 × 10 / 60 = 0.0000005: a true midpoint goes up, not to even.
-        assert_eq!(usage_cost("calling", dec("0.000003"), 10), dec("0.000001"));
+        assert_eq!(
+            usage_cost(Service::Calling, dec("0.000003"), 10),
+            dec("0.000001")
+        );
         // 0.000009 × 10 / 60 = 0.0000015 → 0.000002 (banker's rounding would also give this;
         // the case above is the one that tells them apart).
-        assert_eq!(usage_cost("calling", dec("0.000009"), 10), dec("0.000002"));
-        assert!(usage_cost("calling", dec("0.0123"), 37).scale() <= MICRO_DP);
+        assert_eq!(
+            usage_cost(Service::Calling, dec("0.000009"), 10),
+            dec("0.000002")
+        );
+        assert!(usage_cost(Service::Calling, dec("0.0123"), 37).scale() <= MICRO_DP);
     }
 
     #[test]
     fn other_costs_are_exact_products() {
-        assert_eq!(usage_cost("messaging", dec("0.0079"), 3), dec("0.0237"));
-        assert_eq!(usage_cost("fax", dec("0.07"), 12), dec("0.84"));
-        assert_eq!(usage_cost("ai_agent", dec("0.123456"), 7), dec("0.864192"));
         assert_eq!(
-            usage_cost("speech_ivr", dec("0.000001"), 1),
+            usage_cost(Service::Messaging, dec("0.0079"), 3),
+            dec("0.0237")
+        );
+        assert_eq!(usage_cost(Service::Fax, dec("0.07"), 12), dec("0.84"));
+        assert_eq!(
+            usage_cost(Service::AiAgent, dec("0.123456"), 7),
+            dec("0.864192")
+        );
+        assert_eq!(
+            usage_cost(Service::SpeechIvr, dec("0.000001"), 1),
             dec("0.000001")
         );
-        assert_eq!(usage_cost("omnichannel", dec("1.5"), 0), Decimal::ZERO);
-    }
-
-    #[test]
-    fn units_by_service_and_type() {
-        assert_eq!(unit_of("calling", Some("local")), "second");
-        assert_eq!(unit_of("calling", Some("international")), "second");
-        assert_eq!(unit_of("messaging", Some("a2p_sms")), "segment");
-        assert_eq!(unit_of("messaging", Some("p2p_sms")), "segment");
-        assert_eq!(unit_of("messaging", Some("a2p_mms")), "message");
-        assert_eq!(unit_of("messaging", Some("p2p_mms")), "message");
-        assert_eq!(unit_of("fax", Some("fax")), "page");
-        assert_eq!(unit_of("ai_agent", Some("voice")), "session");
-        assert_eq!(unit_of("ai_agent", Some("digital")), "session");
-        assert_eq!(unit_of("speech_ivr", None), "unit");
-        assert_eq!(unit_of("omnichannel", None), "unit");
+        assert_eq!(
+            usage_cost(Service::Omnichannel, dec("1.5"), 0),
+            Decimal::ZERO
+        );
     }
 
     /// A card like the product's own: free local calls for Talk, paid for the others,
@@ -432,7 +442,7 @@ mod tests {
         card: &RateCard,
         q: (&str, Option<&str>, Option<&str>, Option<&str>, Option<&str>),
     ) -> Option<Decimal> {
-        card.lookup(q.0, q.1, q.2, q.3, q.4).map(|r| r.price)
+        find(card, q.0, q.1, q.2, q.3, q.4).map(|r| r.price)
     }
 
     #[test]
@@ -460,7 +470,8 @@ mod tests {
     #[test]
     fn product_rate_beats_a_longer_prefix() {
         let card = sample_card();
-        let r = card.lookup(
+        let r = find(
+            &card,
             "calling",
             Some("international"),
             Some("outbound"),
@@ -469,7 +480,8 @@ mod tests {
         );
         assert_eq!(r.map(|r| r.price), Some(dec("0.05")));
         // Without the product, the unprefixed default.
-        let r = card.lookup(
+        let r = find(
+            &card,
             "calling",
             Some("international"),
             Some("outbound"),
@@ -545,7 +557,8 @@ mod tests {
     fn no_match_is_none() {
         let card = sample_card();
         assert_eq!(
-            card.lookup(
+            find(
+                &card,
                 "calling",
                 Some("domestic"),
                 Some("inbound"),
@@ -554,17 +567,17 @@ mod tests {
             ),
             None
         );
-        assert_eq!(card.lookup("video", Some("local"), None, None, None), None);
-        assert_eq!(card.lookup("calling", None, None, None, None), None);
-        assert_eq!(card.lookup("speech_ivr", Some("x"), None, None, None), None);
+        assert_eq!(find(&card, "video", Some("local"), None, None, None), None);
+        assert_eq!(find(&card, "calling", None, None, None, None), None);
+        assert_eq!(find(&card, "speech_ivr", Some("x"), None, None, None), None);
         // Direction-specific only, and the event has no direction.
         assert_eq!(
-            card.lookup("calling", Some("toll_free"), None, None, None),
+            find(&card, "calling", Some("toll_free"), None, None, None),
             None
         );
         let empty = RateCard::new(&[]).expect("empty card");
         assert_eq!(
-            empty.lookup("calling", Some("local"), None, None, None),
+            find(&empty, "calling", Some("local"), None, None, None),
             None
         );
     }
@@ -683,7 +696,14 @@ mod tests {
             Some(dec("1"))
         );
         assert_eq!(
-            card.lookup("calling", Some("international"), None, Some("+é4"), None),
+            find(
+                &card,
+                "calling",
+                Some("international"),
+                None,
+                Some("+é4"),
+                None
+            ),
             None
         );
     }
@@ -693,9 +713,7 @@ mod tests {
     fn matches(r: &Rate, q: &Query) -> bool {
         r.service == q.service
             && r.usage_type == q.usage_type
-            && r.direction
-                .as_ref()
-                .is_none_or(|d| Some(d) == q.direction.as_ref())
+            && r.direction.is_none_or(|d| Some(d) == q.direction)
             && r.prefix
                 .as_ref()
                 .is_none_or(|p| q.remote.as_ref().is_some_and(|n| n.starts_with(p.as_str())))
@@ -719,11 +737,19 @@ mod tests {
             .max_by_key(|r| rank(r))
     }
 
-    fn key(r: &Rate) -> (&str, Option<&str>, Option<&str>, Option<&str>, Option<&str>) {
+    type Key<'a> = (
+        Service,
+        Option<UsageType>,
+        Option<Direction>,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+
+    fn key(r: &Rate) -> Key<'_> {
         (
-            &r.service,
-            r.usage_type.as_deref(),
-            r.direction.as_deref(),
+            r.service,
+            r.usage_type,
+            r.direction,
             r.prefix.as_deref(),
             r.product.as_deref(),
         )
@@ -731,20 +757,38 @@ mod tests {
 
     #[derive(Debug, Clone)]
     struct Query {
-        service: String,
-        usage_type: Option<String>,
-        direction: Option<String>,
+        service: Service,
+        usage_type: Option<UsageType>,
+        direction: Option<Direction>,
         remote: Option<String>,
         product: Option<String>,
+    }
+
+    impl Query {
+        fn lookup<'a>(&self, card: &'a RateCard) -> Option<&'a Rate> {
+            card.lookup(
+                self.service,
+                self.usage_type,
+                self.direction,
+                self.remote.as_deref(),
+                self.product.as_deref(),
+            )
+        }
     }
 
     fn opt(values: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
         prop::option::of(prop::sample::select(values).prop_map(str::to_string))
     }
 
-    const SERVICES: &[&str] = &["calling", "messaging"];
-    const TYPES: &[&str] = &["local", "international"];
-    const DIRECTIONS: &[&str] = &["inbound", "outbound"];
+    fn opt_of<T: Clone + std::fmt::Debug + 'static>(
+        values: &'static [T],
+    ) -> impl Strategy<Value = Option<T>> {
+        prop::option::of(prop::sample::select(values))
+    }
+
+    const SERVICES: &[Service] = &[Service::Calling, Service::Messaging];
+    const TYPES: &[UsageType] = &[UsageType::Local, UsageType::International];
+    const DIRECTIONS: &[Direction] = &[Direction::Inbound, Direction::Outbound];
     const PREFIXES: &[&str] = &["", "+", "+1", "+12", "+123", "+4", "+44", "+447", "+4471"];
     const PRODUCTS: &[&str] = &["talk", "sell"];
     const NUMBERS: &[&str] = &[
@@ -754,37 +798,39 @@ mod tests {
     fn any_rate() -> impl Strategy<Value = Rate> {
         (
             prop::sample::select(SERVICES),
-            opt(TYPES),
-            opt(DIRECTIONS),
+            opt_of(TYPES),
+            opt_of(DIRECTIONS),
             opt(PREFIXES),
             opt(PRODUCTS),
             0u32..1000,
         )
-            .prop_map(|(s, t, d, p, pr, cents)| Rate {
-                service: s.to_string(),
-                usage_type: t,
-                direction: d,
-                prefix: p,
-                product: pr,
-                price: Decimal::new(i64::from(cents), 3),
-                increment: None,
-            })
+            .prop_map(
+                |(service, usage_type, direction, prefix, product, cents)| Rate {
+                    service,
+                    usage_type,
+                    direction,
+                    prefix,
+                    product,
+                    price: Decimal::new(i64::from(cents), 3),
+                    increment: None,
+                },
+            )
     }
 
     fn any_query() -> impl Strategy<Value = Query> {
         (
             prop::sample::select(SERVICES),
-            opt(TYPES),
-            opt(DIRECTIONS),
+            opt_of(TYPES),
+            opt_of(DIRECTIONS),
             opt(NUMBERS),
             opt(PRODUCTS),
         )
-            .prop_map(|(s, t, d, n, p)| Query {
-                service: s.to_string(),
-                usage_type: t,
-                direction: d,
-                remote: n,
-                product: p,
+            .prop_map(|(service, usage_type, direction, remote, product)| Query {
+                service,
+                usage_type,
+                direction,
+                remote,
+                product,
             })
     }
 
@@ -818,13 +864,7 @@ mod tests {
             let rates = dedup(rates);
             let card = RateCard::new(&rates).expect("deduplicated");
             for q in &queries {
-                let fast = card.lookup(
-                    &q.service,
-                    q.usage_type.as_deref(),
-                    q.direction.as_deref(),
-                    q.remote.as_deref(),
-                    q.product.as_deref(),
-                );
+                let fast = q.lookup(&card);
                 let slow = naive_lookup(&rates, q);
                 prop_assert_eq!(fast, slow, "query {:?}", q);
                 if let Some(r) = fast {
@@ -848,7 +888,7 @@ mod tests {
         ) {
             let rates = dedup(rates);
             let card = RateCard::new(&rates).expect("deduplicated");
-            let chosen = card.lookup(&q.service, q.usage_type.as_deref(), q.direction.as_deref(), q.remote.as_deref(), q.product.as_deref());
+            let chosen = q.lookup(&card);
             let matching: Vec<&Rate> = rates.iter().filter(|r| matches(r, &q)).collect();
             prop_assert_eq!(chosen.is_some(), !matching.is_empty());
             if let Some(c) = chosen {
@@ -892,7 +932,7 @@ mod tests {
             mantissa in 0i64..100_000_000, scale in 0u32..=6, seconds in 0u64..10_000_000,
         ) {
             let price = Decimal::new(mantissa, scale);
-            let cost = usage_cost("calling", price, seconds);
+            let cost = usage_cost(Service::Calling, price, seconds);
             prop_assert_eq!(cost, reference_call_cost(price, seconds));
             prop_assert!(cost.scale() <= MICRO_DP);
         }
@@ -900,7 +940,7 @@ mod tests {
         #[test]
         fn other_costs_are_exact(mantissa in 0i64..100_000_000, scale in 0u32..=6, q in 0u64..10_000_000) {
             let price = Decimal::new(mantissa, scale);
-            let cost = usage_cost("messaging", price, q);
+            let cost = usage_cost(Service::Messaging, price, q);
             prop_assert_eq!(cost, Decimal::from_i128_with_scale(i128::from(mantissa) * i128::from(q), scale));
         }
 
@@ -909,7 +949,7 @@ mod tests {
             mantissa in 0i64..100_000_000, scale in 0u32..=6, minutes in 0u64..100_000,
         ) {
             let price = Decimal::new(mantissa, scale);
-            prop_assert_eq!(usage_cost("calling", price, minutes * 60), price * Decimal::from(minutes));
+            prop_assert_eq!(usage_cost(Service::Calling, price, minutes * 60), price * Decimal::from(minutes));
         }
     }
 }

@@ -1,13 +1,201 @@
-//! Usage as billing keeps it: an accepted, priced usage row and the close that rated it.
+//! Usage: a metered row as it arrives, the checks that accept or reject it, its billable
+//! quantity and price, and how a close rated it.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+
+use super::licenses::LicenseBook;
+use super::model::{Company, World};
+use super::rating::{RateCard, billed_seconds, increment_of, usage_cost};
+use super::sms;
+use super::words::{CompanyId, Direction, OfficeId, Service, Unit, UsageType, Wallet};
+
+/// A usage row as it arrived, its fields read into their types. Whether it is accepted is
+/// decided by [`judge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageInput {
+    /// The producer's id.
+    pub id: String,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// When it reached billing (`occurred_at` when the feed leaves it empty).
+    pub received_at: DateTime<Utc>,
+    /// The office, as written.
+    pub office: String,
+    /// The user or group, as written (may be empty).
+    pub party: String,
+    /// The service.
+    pub service: Service,
+    /// Its type, where the service has types.
+    pub usage_type: Option<UsageType>,
+    /// Its direction, where given.
+    pub direction: Option<Direction>,
+    /// The remote party's E.164 number, where given.
+    pub remote_number: Option<String>,
+    /// The company's number used (may be empty).
+    pub number_used: String,
+    /// Call duration in seconds.
+    pub duration_s: Option<i64>,
+    /// SMS segments, when the feed counted them.
+    pub segments: Option<i64>,
+    /// SMS text, to count segments from.
+    pub body: String,
+    /// Fax pages.
+    pub pages: Option<i64>,
+    /// AI-agent sessions.
+    pub sessions: Option<i64>,
+    /// Speech IVR or omnichannel units.
+    pub units: Option<i64>,
+    /// Every column but `received_at`: two rows with one id are the same row when this is equal.
+    pub content: String,
+}
+
+/// A usage row of a feed file: where it came from, and its fields, or why they can't be read
+/// (the row is then rejected with that reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageLine {
+    /// The file (`usage.csv`).
+    pub source: String,
+    /// The 1-based line on which the row starts.
+    pub line: i64,
+    /// The `id` column as written.
+    pub id: String,
+    /// The `company` column as written.
+    pub company: String,
+    /// When it happened, if that can be read.
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// When it reached billing (`received_at`, else `occurred_at`), if that can be read.
+    pub arrival: Option<DateTime<Utc>>,
+    /// The fields, or the first one that can't be read and why.
+    pub input: Result<UsageInput, String>,
+}
+
+/// The billable quantity of a usage row before billing increments: a call's seconds, an SMS's
+/// segments (as given, else counted from its body), one per MMS, fax pages, AI sessions, or
+/// units. `Err` names the field that is missing or out of range.
+pub fn quantity(input: &UsageInput) -> Result<u64, String> {
+    let at_least_one = |field: &str, value: Option<i64>| match value {
+        None => Err(format!("{field}: missing")),
+        Some(n) if n < 1 => Err(format!("{field}: {n} must be at least 1")),
+        Some(n) => Ok(n.unsigned_abs()),
+    };
+    match (input.service, input.usage_type) {
+        (Service::Calling, _) => match input.duration_s {
+            None => Err("duration_s: missing".to_string()),
+            Some(n) if n < 0 => Err(format!("duration_s: {n} is negative")),
+            Some(n) => Ok(n.unsigned_abs()),
+        },
+        (Service::Messaging, Some(t)) if t.is_sms() => match input.segments {
+            None => Ok(u64::from(sms::segments(&input.body))),
+            given => at_least_one("segments", given),
+        },
+        (Service::Messaging, _) => Ok(1),
+        (Service::Fax, _) => at_least_one("pages", input.pages),
+        (Service::AiAgent, _) => at_least_one("sessions", input.sessions),
+        (Service::SpeechIvr | Service::Omnichannel, _) => at_least_one("units", input.units),
+    }
+}
+
+/// Checks one usage row of `company` and prices it: before the anchor, an unknown office or
+/// user, a missing or out-of-range quantity, a conflicting duplicate and a missing rate are
+/// rejections (`Err` is the reason). `Ok(None)` is a duplicate of an accepted row (`accepted`
+/// maps accepted ids to their content): a no-op. `book` gives the product each user held when
+/// the usage occurred.
+pub fn judge(
+    input: &UsageInput,
+    source: (&str, i64),
+    world: &World,
+    company: &Company,
+    book: &LicenseBook,
+    card: &RateCard,
+    accepted: &BTreeMap<String, String>,
+) -> Result<Option<Usage>, String> {
+    if input.occurred_at < company.grid().boundary_at(0) {
+        return Err(format!("before the company's anchor {}", company.anchor));
+    }
+    let Some(office) = world
+        .offices_of(&company.id)
+        .find(|o| o.id == input.office.as_str())
+    else {
+        return Err(format!(
+            "unknown office {} of company {}",
+            input.office, company.id
+        ));
+    };
+    let party = input.party.as_str();
+    if !party.is_empty() && !world.parties_of(&company.id).any(|p| p.id == party) {
+        return Err(format!(
+            "unknown user or group {party} of company {}",
+            company.id
+        ));
+    }
+    let quantity = quantity(input)?;
+    if let Some(earlier) = accepted.get(&input.id) {
+        return if *earlier == input.content {
+            Ok(None)
+        } else {
+            Err(format!("duplicate id {} with different content", input.id))
+        };
+    }
+    let product = (!party.is_empty())
+        .then(|| book.product_at(party, input.occurred_at))
+        .flatten();
+    let remote = input.remote_number.as_deref();
+    let rate = card
+        .lookup(
+            input.service,
+            input.usage_type,
+            input.direction,
+            remote,
+            product,
+        )
+        .ok_or_else(|| {
+            format!(
+                "no rate for {}/{}/{} (remote {}, product {})",
+                input.service.as_str(),
+                input.usage_type.map_or("-", UsageType::as_str),
+                input.direction.map_or("-", Direction::as_str),
+                remote.unwrap_or("-"),
+                product.unwrap_or("-")
+            )
+        })?;
+    let (billable, increment) = if input.service == Service::Calling {
+        let (first, next) = increment_of(rate);
+        (billed_seconds(quantity, first, next), Some((first, next)))
+    } else {
+        (quantity, None)
+    };
+    Ok(Some(Usage {
+        company: company.id.clone(),
+        id: input.id.clone(),
+        source: source.0.to_string(),
+        line: source.1,
+        occurred_at: input.occurred_at,
+        received_at: input.received_at,
+        office: office.id.clone(),
+        party: party.to_string(),
+        service: input.service,
+        usage_type: input.usage_type,
+        direction: input.direction,
+        remote_number: remote.unwrap_or_default().to_string(),
+        number_used: input.number_used.clone(),
+        duration_s: input.duration_s,
+        billable_quantity: i64::try_from(billable).map_err(|_| "quantity too large".to_string())?,
+        unit: Unit::of(input.service, input.usage_type),
+        rate: rate.price,
+        increment,
+        cost: usage_cost(input.service, rate.price, billable),
+        content: input.content.clone(),
+    }))
+}
 
 /// An accepted usage row, priced when it was taken in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {
     /// The company.
-    pub company: String,
+    pub company: CompanyId,
     /// The producer's id, unique among accepted rows.
     pub id: String,
     /// The file it came from.
@@ -19,29 +207,29 @@ pub struct Usage {
     /// When it reached billing.
     pub received_at: DateTime<Utc>,
     /// The office it belongs to.
-    pub office: String,
+    pub office: OfficeId,
     /// The user or group (may be empty).
     pub party: String,
     /// Service.
-    pub service: String,
-    /// Type within the service (may be empty).
-    pub usage_type: String,
-    /// `inbound`, `outbound` or empty.
-    pub direction: String,
+    pub service: Service,
+    /// Type within the service (none for speech IVR and omnichannel).
+    pub usage_type: Option<UsageType>,
+    /// Which way it went, where the service has a direction.
+    pub direction: Option<Direction>,
     /// The remote party's number (may be empty).
     pub remote_number: String,
     /// The company's number used (may be empty).
     pub number_used: String,
-    /// Call duration as written (may be empty).
-    pub duration_s: String,
+    /// Call duration in seconds, where given.
+    pub duration_s: Option<i64>,
     /// Billed seconds, segments, messages, pages, sessions or units.
     pub billable_quantity: i64,
-    /// `second`, `segment`, `message`, `page`, `session` or `unit`.
-    pub unit: String,
-    /// The rate's price as written in the rate card.
-    pub rate: String,
-    /// Calls: `first/next`; empty otherwise.
-    pub increment: String,
+    /// What the billable quantity counts.
+    pub unit: Unit,
+    /// The rate's price, with the decimals it was written with in the rate card.
+    pub rate: Decimal,
+    /// Calls: the billing increment `(first, next)`.
+    pub increment: Option<(u32, u32)>,
     /// The exact cost, six decimals.
     pub cost: Decimal,
     /// Every column but `received_at`, to tell duplicates from conflicts.
@@ -55,8 +243,8 @@ pub struct Rating {
     pub id: String,
     /// The boundary whose close rated it.
     pub boundary_index: u32,
-    /// Wallets drawn from, joined by `+` in draw-down order; empty at zero cost.
-    pub wallet_sources: String,
+    /// Wallets drawn from, in draw-down order; none at zero cost.
+    pub wallet_sources: Vec<Wallet>,
     /// Rated by a later close than its period's.
     pub late: bool,
 }
@@ -65,7 +253,7 @@ pub struct Rating {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unrated {
     /// The company.
-    pub company: String,
+    pub company: CompanyId,
     /// The usage id.
     pub id: String,
     /// When it happened.
@@ -73,9 +261,9 @@ pub struct Unrated {
     /// When it reached billing.
     pub received_at: DateTime<Utc>,
     /// Its office (the wallet scope under office sharing).
-    pub office: String,
+    pub office: OfficeId,
     /// Its service (the draw-down order).
-    pub service: String,
+    pub service: Service,
     /// Its exact cost.
     pub cost: Decimal,
 }

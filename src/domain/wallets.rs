@@ -11,9 +11,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::model::AutoRecharge;
-
-/// The wallet every charge falls back to; never expires, may go negative.
-pub const UNIVERSAL: &str = "universal";
+use super::words::{Scope, Service, Wallet};
 
 /// What a ledger entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +63,10 @@ impl EntryKind {
 pub struct LedgerEntry {
     /// When it took effect.
     pub at: DateTime<Utc>,
-    /// `company` or an office id.
-    pub scope: String,
-    /// `allowance:<service>`, `telephony`, `ai` or `universal`.
-    pub wallet: String,
+    /// The scope owning the wallet.
+    pub scope: Scope,
+    /// The wallet.
+    pub wallet: Wallet,
     /// What it records.
     pub kind: EntryKind,
     /// Signed change of the balance.
@@ -80,37 +78,14 @@ pub struct LedgerEntry {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// The wallet that pays for a service after its allowance: its commitment.
-pub fn commitment_wallet(service: &str) -> &'static str {
-    if service == "ai_agent" {
-        "ai"
-    } else {
-        "telephony"
-    }
-}
-
-/// The draw-down order of a service: allowance, commitment, universal.
-pub fn draw_down_order(service: &str) -> [String; 3] {
-    [
-        format!("allowance:{service}"),
-        commitment_wallet(service).to_string(),
-        UNIVERSAL.to_string(),
-    ]
-}
-
-/// Orders scopes as files list them: `company` first, then office ids sorted.
-pub fn scope_order(scope: &str) -> (bool, &str) {
-    (scope != "company", scope)
-}
-
 /// How a grant sorts within an expiry or grant step: allowances before bundles, each in
 /// scenario order.
 pub type GrantRank = (u8, usize);
 
 #[derive(Debug, Clone)]
 struct LiveGrant {
-    scope: String,
-    wallet: String,
+    scope: Scope,
+    wallet: Wallet,
     reference: String,
     amount: Decimal,
     remaining: Decimal,
@@ -122,7 +97,7 @@ struct LiveGrant {
 /// The wallets of one company, folded from its ledger.
 #[derive(Debug, Clone, Default)]
 pub struct Wallets {
-    balances: BTreeMap<(String, String), Decimal>,
+    balances: BTreeMap<(Scope, Wallet), Decimal>,
     grants: Vec<LiveGrant>,
     granted: usize,
 }
@@ -146,13 +121,13 @@ impl Wallets {
     pub fn apply(&mut self, e: &LedgerEntry, rank: GrantRank) {
         *self
             .balances
-            .entry((e.scope.clone(), e.wallet.clone()))
+            .entry((e.scope.clone(), e.wallet))
             .or_default() += e.amount;
         match e.kind {
             EntryKind::Grant => {
                 self.grants.push(LiveGrant {
                     scope: e.scope.clone(),
-                    wallet: e.wallet.clone(),
+                    wallet: e.wallet,
                     reference: e.reference.clone(),
                     amount: e.amount,
                     remaining: e.amount,
@@ -162,7 +137,7 @@ impl Wallets {
                 });
                 self.granted += 1;
             }
-            EntryKind::Debit if e.wallet != UNIVERSAL => {
+            EntryKind::Debit if e.wallet != Wallet::Universal => {
                 let mut left = -e.amount;
                 let mut live: Vec<&mut LiveGrant> = self
                     .grants
@@ -191,18 +166,16 @@ impl Wallets {
     }
 
     /// A wallet's balance: the sum of its entries.
-    pub fn balance(&self, scope: &str, wallet: &str) -> Decimal {
+    pub fn balance(&self, scope: &Scope, wallet: Wallet) -> Decimal {
         self.balances
-            .get(&(scope.to_string(), wallet.to_string()))
+            .get(&(scope.clone(), wallet))
             .copied()
             .unwrap_or_default()
     }
 
-    /// Every (scope, wallet) with entries, and its balance.
-    pub fn balances(&self) -> impl Iterator<Item = (&str, &str, Decimal)> {
-        self.balances
-            .iter()
-            .map(|((s, w), b)| (s.as_str(), w.as_str(), *b))
+    /// Every (scope, wallet) with entries, and its balance, scopes in file order.
+    pub fn balances(&self) -> impl Iterator<Item = (&Scope, Wallet, Decimal)> {
+        self.balances.iter().map(|((s, w), b)| (s, *w, *b))
     }
 
     /// Charges `cost` for `service` to `scope` at `at`: one debit per wallet drawn from, in
@@ -211,8 +184,8 @@ impl Wallets {
     /// until it is at or above the threshold. The entries are applied and returned.
     pub fn charge(
         &mut self,
-        scope: &str,
-        service: &str,
+        scope: &Scope,
+        service: Service,
         cost: Decimal,
         at: DateTime<Utc>,
         usage_id: &str,
@@ -220,14 +193,14 @@ impl Wallets {
     ) -> Vec<LedgerEntry> {
         let mut entries = Vec::new();
         let mut left = cost;
-        for wallet in draw_down_order(service) {
+        for wallet in Wallet::draw_down(service) {
             if left <= Decimal::ZERO {
                 break;
             }
-            let take = if wallet == UNIVERSAL {
+            let take = if wallet == Wallet::Universal {
                 left
             } else {
-                left.min(self.balance(scope, &wallet).max(Decimal::ZERO))
+                left.min(self.balance(scope, wallet).max(Decimal::ZERO))
             };
             if take <= Decimal::ZERO {
                 continue;
@@ -235,8 +208,8 @@ impl Wallets {
             left -= take;
             let debit = LedgerEntry {
                 at,
-                scope: scope.to_string(),
-                wallet: wallet.clone(),
+                scope: scope.clone(),
+                wallet,
                 kind: EntryKind::Debit,
                 amount: -take,
                 reference: usage_id.to_string(),
@@ -244,16 +217,16 @@ impl Wallets {
             };
             self.apply(&debit, (0, 0));
             entries.push(debit);
-            if wallet == UNIVERSAL
+            if wallet == Wallet::Universal
                 && let Some(r) = recharge
             {
                 let mut n = 0;
-                while self.balance(scope, UNIVERSAL) < r.threshold {
+                while self.balance(scope, Wallet::Universal) < r.threshold {
                     n += 1;
                     let e = LedgerEntry {
                         at,
-                        scope: scope.to_string(),
-                        wallet: UNIVERSAL.to_string(),
+                        scope: scope.clone(),
+                        wallet: Wallet::Universal,
                         kind: EntryKind::Recharge,
                         amount: r.amount,
                         reference: format!("{usage_id}#recharge{n}"),
@@ -276,9 +249,7 @@ impl Wallets {
             .filter(|g| g.expires_at <= at)
             .cloned()
             .collect();
-        ending.sort_by(|a, b| {
-            (scope_order(&a.scope), a.rank, a.order).cmp(&(scope_order(&b.scope), b.rank, b.order))
-        });
+        ending.sort_by(|a, b| (&a.scope, a.rank, a.order).cmp(&(&b.scope, b.rank, b.order)));
         self.grants.retain(|g| g.expires_at > at);
         let mut entries = Vec::new();
         for g in ending.into_iter().filter(|g| g.remaining > Decimal::ZERO) {
@@ -293,7 +264,7 @@ impl Wallets {
             };
             *self
                 .balances
-                .entry((e.scope.clone(), e.wallet.clone()))
+                .entry((e.scope.clone(), e.wallet))
                 .or_default() += e.amount;
             entries.push(e);
         }
@@ -305,10 +276,10 @@ impl Wallets {
 /// holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanUsage {
-    /// `company` or an office id.
-    pub scope: String,
+    /// The scope owning the wallet.
+    pub scope: Scope,
     /// The wallet.
-    pub wallet: String,
+    pub wallet: Wallet,
     /// Credits of the grants live at the instant (`None` for `universal`).
     pub committed: Option<Decimal>,
     /// What those grants have paid for.
@@ -336,13 +307,13 @@ impl Wallets {
     /// The plan usage of every wallet at `at`: granted wallets from their live grants, and
     /// `universal` by balance; scopes in file order, then wallet.
     pub fn plan_usage(&self, at: DateTime<Utc>) -> Vec<PlanUsage> {
-        let mut rows: BTreeMap<((bool, String), String), PlanUsage> = BTreeMap::new();
+        let mut rows: BTreeMap<(Scope, Wallet), PlanUsage> = BTreeMap::new();
         for g in self.grants.iter().filter(|g| g.expires_at > at) {
             let row = rows
-                .entry(((g.scope != "company", g.scope.clone()), g.wallet.clone()))
+                .entry((g.scope.clone(), g.wallet))
                 .or_insert_with(|| PlanUsage {
                     scope: g.scope.clone(),
-                    wallet: g.wallet.clone(),
+                    wallet: g.wallet,
                     committed: Some(Decimal::ZERO),
                     spent: Some(Decimal::ZERO),
                     available: Decimal::ZERO,
@@ -352,12 +323,12 @@ impl Wallets {
             row.available += g.remaining;
         }
         for ((scope, wallet), balance) in &self.balances {
-            if wallet == UNIVERSAL {
+            if *wallet == Wallet::Universal {
                 rows.insert(
-                    ((scope != "company", scope.clone()), wallet.clone()),
+                    (scope.clone(), *wallet),
                     PlanUsage {
                         scope: scope.clone(),
-                        wallet: wallet.clone(),
+                        wallet: *wallet,
                         committed: None,
                         spent: None,
                         available: *balance,
@@ -374,22 +345,22 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const CO: Scope = Scope::Company;
+    const CALL: Wallet = Wallet::Allowance(Service::Calling);
+
     #[test]
     fn plan_usage_shows_committed_spent_and_available() {
         let mut w = Wallets::default();
-        w.apply(
-            &grant("allowance:calling", 10, "allowance:calling@2026-03-01", 31),
-            (0, 0),
-        );
-        w.apply(&grant("telephony", 40, "tel@2026-03-01", 31), (1, 0));
-        w.charge("company", "calling", Decimal::from(13), t(5), "c-1", None);
-        w.charge("company", "ai_agent", Decimal::from(2), t(5), "a-1", None);
+        w.apply(&grant(CALL, 10, "allowance:calling@2026-03-01", 31), (0, 0));
+        w.apply(&grant(Wallet::Telephony, 40, "tel@2026-03-01", 31), (1, 0));
+        w.charge(&CO, Service::Calling, Decimal::from(13), t(5), "c-1", None);
+        w.charge(&CO, Service::AiAgent, Decimal::from(2), t(5), "a-1", None);
         let rows = w.plan_usage(t(6));
         let view: Vec<_> = rows
             .iter()
             .map(|r| {
                 (
-                    r.wallet.as_str(),
+                    r.wallet,
                     r.committed,
                     r.spent,
                     r.available,
@@ -401,20 +372,20 @@ mod tests {
             view,
             [
                 (
-                    "allowance:calling",
+                    CALL,
                     Some(Decimal::from(10)),
                     Some(Decimal::from(10)),
                     Decimal::ZERO,
                     Some(Decimal::from(100))
                 ),
                 (
-                    "telephony",
+                    Wallet::Telephony,
                     Some(Decimal::from(40)),
                     Some(Decimal::from(3)),
                     Decimal::from(37),
                     Some(Decimal::new(75, 1))
                 ),
-                ("universal", None, None, Decimal::from(-2), None),
+                (Wallet::Universal, None, None, Decimal::from(-2), None),
             ]
         );
         // After the grants end, only universal remains.
@@ -427,11 +398,11 @@ mod tests {
             .with_timezone(&Utc)
     }
 
-    fn grant(wallet: &str, amount: i64, reference: &str, expires: u32) -> LedgerEntry {
+    fn grant(wallet: Wallet, amount: i64, reference: &str, expires: u32) -> LedgerEntry {
         LedgerEntry {
             at: t(1),
-            scope: "company".into(),
-            wallet: wallet.into(),
+            scope: CO,
+            wallet,
             kind: EntryKind::Grant,
             amount: Decimal::from(amount),
             reference: reference.into(),
@@ -446,36 +417,33 @@ mod tests {
         }
     }
 
-    fn summary(entries: &[LedgerEntry]) -> Vec<(String, &'static str, Decimal)> {
+    fn summary(entries: &[LedgerEntry]) -> Vec<(Wallet, &'static str, Decimal)> {
         entries
             .iter()
-            .map(|e| (e.wallet.clone(), e.kind.as_str(), e.amount))
+            .map(|e| (e.wallet, e.kind.as_str(), e.amount))
             .collect()
     }
 
     #[test]
     fn draw_down_splits_across_wallets_in_order() {
         let mut w = Wallets::default();
-        w.apply(
-            &grant("allowance:calling", 10, "allowance:calling@2026-03-01", 31),
-            (0, 0),
-        );
-        w.apply(&grant("telephony", 5, "tel@2026-03-01", 31), (1, 0));
-        let entries = w.charge("company", "calling", Decimal::from(18), t(5), "c-1", None);
+        w.apply(&grant(CALL, 10, "allowance:calling@2026-03-01", 31), (0, 0));
+        w.apply(&grant(Wallet::Telephony, 5, "tel@2026-03-01", 31), (1, 0));
+        let entries = w.charge(&CO, Service::Calling, Decimal::from(18), t(5), "c-1", None);
         assert_eq!(
             summary(&entries),
             [
-                ("allowance:calling".to_string(), "debit", Decimal::from(-10)),
-                ("telephony".to_string(), "debit", Decimal::from(-5)),
-                ("universal".to_string(), "debit", Decimal::from(-3)),
+                (CALL, "debit", Decimal::from(-10)),
+                (Wallet::Telephony, "debit", Decimal::from(-5)),
+                (Wallet::Universal, "debit", Decimal::from(-3)),
             ]
         );
-        assert_eq!(w.balance("company", UNIVERSAL), Decimal::from(-3));
+        assert_eq!(w.balance(&CO, Wallet::Universal), Decimal::from(-3));
         // AI usage never touches telephony.
-        let ai = w.charge("company", "ai_agent", Decimal::ONE, t(5), "a-1", None);
+        let ai = w.charge(&CO, Service::AiAgent, Decimal::ONE, t(5), "a-1", None);
         assert_eq!(
             summary(&ai),
-            [("universal".to_string(), "debit", Decimal::from(-1))]
+            [(Wallet::Universal, "debit", Decimal::from(-1))]
         );
     }
 
@@ -483,8 +451,8 @@ mod tests {
     fn recharges_repeat_until_the_threshold_is_reached() {
         let mut w = Wallets::default();
         let entries = w.charge(
-            "company",
-            "fax",
+            &CO,
+            Service::Fax,
             Decimal::from(12),
             t(5),
             "f-1",
@@ -493,18 +461,18 @@ mod tests {
         assert_eq!(
             summary(&entries),
             [
-                ("universal".to_string(), "debit", Decimal::from(-12)),
-                ("universal".to_string(), "recharge", Decimal::from(7)),
-                ("universal".to_string(), "recharge", Decimal::from(7)),
-                ("universal".to_string(), "recharge", Decimal::from(7)),
+                (Wallet::Universal, "debit", Decimal::from(-12)),
+                (Wallet::Universal, "recharge", Decimal::from(7)),
+                (Wallet::Universal, "recharge", Decimal::from(7)),
+                (Wallet::Universal, "recharge", Decimal::from(7)),
             ]
         );
         assert_eq!(entries[3].reference, "f-1#recharge3");
-        assert_eq!(w.balance("company", UNIVERSAL), Decimal::from(9));
+        assert_eq!(w.balance(&CO, Wallet::Universal), Decimal::from(9));
         // A debit that leaves universal at or above the threshold triggers nothing.
         let more = w.charge(
-            "company",
-            "fax",
+            &CO,
+            Service::Fax,
             Decimal::from(4),
             t(6),
             "f-2",
@@ -516,45 +484,49 @@ mod tests {
     #[test]
     fn earliest_expiring_grant_is_spent_first_and_only_remainders_expire() {
         let mut w = Wallets::default();
-        w.apply(&grant("telephony", 100, "annual@2026-01-01", 31), (1, 0));
-        w.apply(&grant("telephony", 10, "monthly@2026-03-01", 15), (1, 1));
-        w.charge("company", "calling", Decimal::from(12), t(5), "c-1", None);
+        w.apply(
+            &grant(Wallet::Telephony, 100, "annual@2026-01-01", 31),
+            (1, 0),
+        );
+        w.apply(
+            &grant(Wallet::Telephony, 10, "monthly@2026-03-01", 15),
+            (1, 1),
+        );
+        w.charge(&CO, Service::Calling, Decimal::from(12), t(5), "c-1", None);
         // The monthly grant (ending first) is spent, the annual one gives 2.
         let expired = w.expire(t(15));
         assert!(expired.is_empty(), "a spent grant expires silently");
         let expired = w.expire(t(31));
         assert_eq!(
             summary(&expired),
-            [("telephony".to_string(), "expire", Decimal::from(-98))]
+            [(Wallet::Telephony, "expire", Decimal::from(-98))]
         );
         assert_eq!(expired[0].reference, "annual@2026-01-01");
-        assert_eq!(w.balance("company", "telephony"), Decimal::ZERO);
+        assert_eq!(w.balance(&CO, Wallet::Telephony), Decimal::ZERO);
     }
 
     #[test]
     fn expiry_lists_allowances_before_bundles_by_scope() {
         let mut w = Wallets::default();
-        let mut office = grant("telephony", 3, "b@x", 10);
-        office.scope = "sf".into();
+        let mut office = grant(Wallet::Telephony, 3, "b@x", 10);
+        office.scope = Scope::Office("sf".into());
         w.apply(&office, (1, 0));
-        w.apply(&grant("telephony", 3, "b@x", 10), (1, 0));
-        w.apply(&grant("allowance:fax", 3, "allowance:fax@x", 10), (0, 1));
-        w.apply(
-            &grant("allowance:calling", 3, "allowance:calling@x", 10),
-            (0, 0),
-        );
+        w.apply(&grant(Wallet::Telephony, 3, "b@x", 10), (1, 0));
+        let fax = Wallet::Allowance(Service::Fax);
+        w.apply(&grant(fax, 3, "allowance:fax@x", 10), (0, 1));
+        w.apply(&grant(CALL, 3, "allowance:calling@x", 10), (0, 0));
         let order: Vec<_> = w
             .expire(t(10))
             .into_iter()
-            .map(|e| (e.scope, e.wallet))
+            .map(|e| (e.scope.to_string(), e.wallet))
             .collect();
         assert_eq!(
             order,
             [
-                ("company".to_string(), "allowance:calling".to_string()),
-                ("company".to_string(), "allowance:fax".to_string()),
-                ("company".to_string(), "telephony".to_string()),
-                ("sf".to_string(), "telephony".to_string()),
+                ("company".to_string(), CALL),
+                ("company".to_string(), fax),
+                ("company".to_string(), Wallet::Telephony),
+                ("sf".to_string(), Wallet::Telephony),
             ]
         );
     }
@@ -582,8 +554,8 @@ mod tests {
         /// (no double spend), and every charge is debited in full.
         #[test]
         fn balances_are_the_sum_of_their_entries(ops in prop::collection::vec(op(), 1..60)) {
-            let wallets = ["allowance:calling", "telephony", "ai"];
-            let services = ["calling", "messaging", "ai_agent", "fax"];
+            let wallets = [CALL, Wallet::Telephony, Wallet::Ai];
+            let services = [Service::Calling, Service::Messaging, Service::AiAgent, Service::Fax];
             let mut w = Wallets::default();
             let mut log: Vec<LedgerEntry> = Vec::new();
             let r = recharge(5, 3);
@@ -597,33 +569,33 @@ mod tests {
                     }
                     Op::Charge(si, cost) => {
                         let cost = Decimal::new(cost, 6);
-                        let entries = w.charge("company", services[si as usize], cost, t(1), &format!("u{i}"), Some(&r));
+                        let entries = w.charge(&CO, services[si as usize], cost, t(1), &format!("u{i}"), Some(&r));
                         let debited: Decimal = entries.iter().filter(|e| e.kind == EntryKind::Debit).map(|e| -e.amount).sum();
                         prop_assert_eq!(debited, cost);
                         log.extend(entries);
                     }
                     Op::Expire(day) => log.extend(w.expire(t(day))),
                     Op::Purchase(amount) => {
-                        let e = LedgerEntry { at: t(1), scope: "company".into(), wallet: UNIVERSAL.into(), kind: EntryKind::Purchase, amount: Decimal::new(amount, 6), reference: format!("p{i}"), expires_at: None };
+                        let e = LedgerEntry { at: t(1), scope: CO, wallet: Wallet::Universal, kind: EntryKind::Purchase, amount: Decimal::new(amount, 6), reference: format!("p{i}"), expires_at: None };
                         w.apply(&e, (0, 0));
                         log.push(e);
                     }
                 }
                 for wallet in wallets {
-                    prop_assert!(w.balance("company", wallet) >= Decimal::ZERO, "{} went negative", wallet);
+                    prop_assert!(w.balance(&CO, wallet) >= Decimal::ZERO, "{} went negative", wallet);
                 }
             }
-            let mut sums: BTreeMap<String, Decimal> = BTreeMap::new();
+            let mut sums: BTreeMap<Wallet, Decimal> = BTreeMap::new();
             for e in &log {
-                *sums.entry(e.wallet.clone()).or_default() += e.amount;
+                *sums.entry(e.wallet).or_default() += e.amount;
             }
             for (wallet, sum) in &sums {
-                prop_assert_eq!(w.balance("company", wallet), *sum);
+                prop_assert_eq!(w.balance(&CO, *wallet), *sum);
             }
             let ranks: BTreeMap<String, GrantRank> = log.iter().enumerate().map(|(i, e)| (e.reference.clone(), (0, i))).collect();
             let refold = Wallets::fold(&log, &|r| ranks.get(r).copied().unwrap_or((0, 0)));
             for (wallet, sum) in &sums {
-                prop_assert_eq!(refold.balance("company", wallet), *sum);
+                prop_assert_eq!(refold.balance(&CO, *wallet), *sum);
             }
         }
     }

@@ -5,10 +5,11 @@ use std::path::Path;
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::domain::licenses::LicenseBook;
 use crate::domain::model::World;
-use crate::domain::money::{Currency, format_micro};
-use crate::jobs::book_as_of;
-use crate::store::Store;
+use crate::domain::money::format_micro;
+use crate::domain::words::CompanyId;
+use crate::store::{RatedUsage, Store, latest_closes};
 
 use super::csv_file::write_csv;
 
@@ -82,15 +83,15 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-fn currency(code: &str) -> anyhow::Result<Currency> {
-    Currency::from_code(code).with_context(|| format!("stored currency {code:?}"))
-}
-
 /// Writes the replay files into `out` (created if missing), for one company or all.
-pub async fn dump<S: Store>(store: &S, out: &Path, company: Option<&str>) -> anyhow::Result<()> {
+pub async fn dump<S: Store>(
+    store: &S,
+    out: &Path,
+    company: Option<&CompanyId>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let world = store.world().await?;
-    let wanted = |c: &str| company.is_none_or(|w| w == c);
+    let wanted = |c: &CompanyId| company.is_none_or(|w| w == c);
 
     let mut docs = store.documents().await?;
     docs.retain(|d| wanted(&d.company));
@@ -99,18 +100,18 @@ pub async fn dump<S: Store>(store: &S, out: &Path, company: Option<&str>) -> any
     });
     let mut rows = Vec::new();
     for d in &docs {
-        let cur = currency(&d.currency)?;
+        let cur = &d.currency;
         for (i, l) in d.lines.iter().enumerate() {
             rows.push(vec![
                 d.number.clone(),
-                d.company.clone(),
+                d.company.to_string(),
                 d.kind.as_str().to_string(),
                 d.boundary.to_string(),
                 d.period_start.to_string(),
                 d.period_end.to_string(),
                 (i + 1).to_string(),
                 l.kind.as_str().to_string(),
-                l.office.clone(),
+                l.office.as_ref().map(|o| o.to_string()).unwrap_or_default(),
                 l.product.clone(),
                 l.description.clone(),
                 l.quantity.map(|q| q.to_string()).unwrap_or_default(),
@@ -118,20 +119,19 @@ pub async fn dump<S: Store>(store: &S, out: &Path, company: Option<&str>) -> any
                     .map(|p| cur.format_price(p))
                     .unwrap_or_default(),
                 cur.format_amount(l.amount),
-                d.currency.clone(),
+                cur.code().to_string(),
             ]);
         }
     }
     write_csv(&out.join("invoices.csv"), INVOICES, rows)?;
 
     // Balances are the running sums of the entries, never stored.
-    let mut balances: std::collections::BTreeMap<(String, String, String), rust_decimal::Decimal> =
-        Default::default();
+    let mut balances: std::collections::BTreeMap<_, rust_decimal::Decimal> = Default::default();
     let mut rows = Vec::new();
     for (i, r) in store.ledger(None).await?.into_iter().enumerate() {
         let e = &r.entry;
         let balance = balances
-            .entry((r.company.clone(), e.scope.clone(), e.wallet.clone()))
+            .entry((r.company.clone(), e.scope.clone(), e.wallet))
             .or_default();
         *balance += e.amount;
         if !wanted(&r.company) {
@@ -140,9 +140,9 @@ pub async fn dump<S: Store>(store: &S, out: &Path, company: Option<&str>) -> any
         rows.push(vec![
             (i + 1).to_string(),
             rfc3339(e.at),
-            r.company.clone(),
-            e.scope.clone(),
-            e.wallet.clone(),
+            r.company.to_string(),
+            e.scope.to_string(),
+            e.wallet.to_string(),
             e.kind.as_str().to_string(),
             format_micro(e.amount),
             format_micro(*balance),
@@ -155,26 +155,37 @@ pub async fn dump<S: Store>(store: &S, out: &Path, company: Option<&str>) -> any
     write_csv(
         &out.join("usage_records.csv"),
         USAGE_RECORDS,
-        records.into_iter().map(|(u, r)| {
-            vec![
-                u.id,
-                rfc3339(u.occurred_at),
-                u.company,
-                u.office,
-                u.party,
-                u.service,
-                u.usage_type,
-                u.direction,
-                u.remote_number,
-                u.billable_quantity.to_string(),
-                u.unit,
-                u.rate,
-                u.increment,
-                format_micro(u.cost),
-                r.wallet_sources,
-                r.late.to_string(),
-            ]
-        }),
+        records.into_iter().map(
+            |RatedUsage {
+                 usage: u,
+                 rating: r,
+             }| {
+                vec![
+                    u.id,
+                    rfc3339(u.occurred_at),
+                    u.company.to_string(),
+                    u.office.to_string(),
+                    u.party,
+                    u.service.as_str().to_string(),
+                    u.usage_type.map_or("", |t| t.as_str()).to_string(),
+                    u.direction.map_or("", |d| d.as_str()).to_string(),
+                    u.remote_number,
+                    u.billable_quantity.to_string(),
+                    u.unit.as_str().to_string(),
+                    u.rate.to_string(),
+                    u.increment
+                        .map(|(first, next)| format!("{first}/{next}"))
+                        .unwrap_or_default(),
+                    format_micro(u.cost),
+                    r.wallet_sources
+                        .iter()
+                        .map(|w| w.to_string())
+                        .collect::<Vec<_>>()
+                        .join("+"),
+                    r.late.to_string(),
+                ]
+            },
+        ),
     )?;
 
     write_csv(
@@ -191,16 +202,17 @@ pub async fn dump<S: Store>(store: &S, out: &Path, company: Option<&str>) -> any
     for c in &charges {
         rows.push(vec![
             rfc3339(c.at),
-            c.company.clone(),
-            c.kind.clone(),
-            currency(&c.currency)?.format_amount(c.amount),
-            c.currency.clone(),
+            c.company.to_string(),
+            c.kind.as_str().to_string(),
+            c.currency.format_amount(c.amount),
+            c.currency.code().to_string(),
             c.reference.clone(),
         ]);
     }
     write_csv(&out.join("card_charges.csv"), CARD_CHARGES, rows)?;
 
     let mut rejections = store.rejections().await?;
+    rejections.retain(|r| company.is_none() || r.company.as_ref().is_some_and(&wanted));
     rejections.sort_by(|a, b| (&a.source, a.line).cmp(&(&b.source, b.line)));
     write_csv(
         &out.join("rejections.csv"),
@@ -216,10 +228,10 @@ pub async fn dump<S: Store>(store: &S, out: &Path, company: Option<&str>) -> any
         JOB_RUNS,
         runs.into_iter().filter(|r| wanted(&r.company)).map(|r| {
             vec![
-                r.job,
-                r.company,
+                r.job.as_str().to_string(),
+                r.company.to_string(),
                 r.boundary.to_string(),
-                r.status,
+                "ok".to_string(),
                 r.items.to_string(),
             ]
         }),
@@ -232,53 +244,42 @@ pub async fn dump<S: Store>(store: &S, out: &Path, company: Option<&str>) -> any
 async fn license_rows<S: Store>(
     store: &S,
     world: &World,
-    wanted: &dyn Fn(&str) -> bool,
+    wanted: &dyn Fn(&CompanyId) -> bool,
 ) -> anyhow::Result<Vec<Vec<String>>> {
-    let mut closed: std::collections::BTreeMap<String, u32> = Default::default();
-    for (company, k, _) in store.completed_steps().await? {
-        let e = closed.entry(company).or_insert(k);
-        *e = (*e).max(k);
-    }
+    let closed = latest_closes(&store.progress(None).await?);
     let mut rows = Vec::new();
     for company in world.companies.values().filter(|c| wanted(&c.id)) {
         let grid = company.grid();
-        let events = store.accepted_events(Some(&company.id)).await?;
+        let events = store
+            .accepted_events(Some(std::slice::from_ref(&company.id)))
+            .await?;
         let last_event = events.iter().map(|e| e.at).max();
         let last_close = closed.get(&company.id).map(|&k| grid.boundary_at(k));
         let Some(as_of) = last_event.max(last_close) else {
             // Nothing happened yet: the pools stand as loaded.
-            let book = book_as_of(
-                world,
-                company,
-                &[],
-                grid.boundary_at(0),
-                grid.boundary_at(0) - chrono::Duration::microseconds(1),
-            )?;
+            let book = LicenseBook::opening(world, company);
             push_pools(&mut rows, &company.id, &book);
             continue;
         };
-        let book = book_as_of(
+        let book = LicenseBook::as_of(
             world,
             company,
             &events,
             as_of + chrono::Duration::microseconds(1),
             as_of,
-        )?;
+        )
+        .map_err(anyhow::Error::msg)?;
         push_pools(&mut rows, &company.id, &book);
     }
     Ok(rows)
 }
 
-fn push_pools(
-    rows: &mut Vec<Vec<String>>,
-    company: &str,
-    book: &crate::domain::licenses::LicenseBook,
-) {
-    for ((office, product), pool) in book.pools() {
+fn push_pools(rows: &mut Vec<Vec<String>>, company: &CompanyId, book: &LicenseBook) {
+    for (key, pool) in book.pools() {
         rows.push(vec![
             company.to_string(),
-            office.clone(),
-            product.clone(),
+            key.office.to_string(),
+            key.product.clone(),
             pool.quantity.to_string(),
             pool.pending_removal.to_string(),
             pool.assigned.to_string(),

@@ -17,8 +17,8 @@ pub fn plan_usage_table(rows: &[PlanUsage], currency: &Currency) -> String {
     ];
     for r in rows {
         table.push(vec![
-            r.scope.clone(),
-            r.wallet.clone(),
+            r.scope.to_string(),
+            r.wallet.to_string(),
             money(r.committed),
             money(r.spent),
             money(Some(r.available)),
@@ -71,7 +71,7 @@ pub fn status_text(rows: &[CompanyStatus], rejections: usize) -> String {
                 "  {} {} {} at {}: {}\n",
                 f.company,
                 f.boundary,
-                f.job,
+                f.step,
                 f.failed_at.to_rfc3339(),
                 f.error
             ));

@@ -5,16 +5,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::domain::close::Step;
 use crate::domain::model::World;
+use crate::domain::words::CompanyId;
 use crate::store::{StepFailure, Store};
 
-use super::STEPS;
+use super::close::next_open;
 
 /// One company's closes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompanyStatus {
     /// The company.
-    pub company: String,
+    pub company: CompanyId,
     /// The latest boundary whose every step is done.
     pub closed_through: Option<NaiveDate>,
     /// Boundaries at or before the instant that are not closed yet, oldest first.
@@ -25,51 +27,50 @@ pub struct CompanyStatus {
     pub parked: Vec<StepFailure>,
 }
 
-/// The state of every company's closes at an instant.
+/// The state of every company's closes at an instant (of one company, if given).
 pub async fn status<S: Store>(
     store: &S,
     world: &World,
     as_of: DateTime<Utc>,
-    company: Option<&str>,
+    company: Option<&CompanyId>,
 ) -> anyhow::Result<Vec<CompanyStatus>> {
-    let mut done: BTreeMap<String, BTreeSet<(u32, String)>> = BTreeMap::new();
-    for (c, k, job) in store.completed_steps().await? {
-        done.entry(c).or_default().insert((k, job));
+    let filter = company.map(std::slice::from_ref);
+    let mut done: BTreeMap<CompanyId, BTreeSet<(u32, Step)>> = BTreeMap::new();
+    for s in store.progress(filter).await? {
+        done.entry(s.company)
+            .or_default()
+            .insert((s.boundary_index, s.step));
     }
-    let mut latest_failure: BTreeMap<(String, u32, String), StepFailure> = BTreeMap::new();
+    let mut latest_failure: BTreeMap<(CompanyId, u32, Step), StepFailure> = BTreeMap::new();
     for f in store.failures().await? {
-        latest_failure.insert((f.company.clone(), f.boundary_index, f.job.clone()), f);
+        latest_failure.insert((f.company.clone(), f.boundary_index, f.step), f);
     }
     let mut out = Vec::new();
     for c in world
         .companies
         .values()
-        .filter(|c| company.is_none_or(|w| w == c.id))
+        .filter(|c| company.is_none_or(|w| *w == c.id))
     {
         let grid = c.grid();
         let finished = done.remove(&c.id).unwrap_or_default();
-        let closed = |k: u32| STEPS.iter().all(|j| finished.contains(&(k, j.to_string())));
-        let last = finished
-            .iter()
-            .map(|(k, _)| *k)
-            .filter(|&k| closed(k))
-            .max();
+        let open = next_open(&finished);
         let mut pending = Vec::new();
-        let mut k = last.map_or(0, |k| k + 1);
+        let mut k = open;
         while grid.boundary_at(k) <= as_of {
             pending.push(grid.boundary_date(k));
             k += 1;
         }
+        // A failure at a boundary before the ones read is of a boundary closed since.
         let parked = latest_failure
             .iter()
-            .filter(|((company, k, job), _)| {
-                *company == c.id && !finished.contains(&(*k, job.clone()))
+            .filter(|((company, k, step), _)| {
+                *company == c.id && *k + 1 >= open && !finished.contains(&(*k, *step))
             })
             .map(|(_, f)| f.clone())
             .collect();
         out.push(CompanyStatus {
             company: c.id.clone(),
-            closed_through: last.map(|k| grid.boundary_date(k)),
+            closed_through: open.checked_sub(1).map(|k| grid.boundary_date(k)),
             pending,
             next: grid.boundary_date(grid.first_boundary_after(as_of)),
             parked,

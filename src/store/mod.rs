@@ -1,24 +1,31 @@
-//! Persistence in the words of the domain: one [`Store`] trait with a SQLite and a PostgreSQL
-//! implementation. Nothing outside this module sees a driver type.
+//! Persistence in the words of the domain: one [`Store`] trait, implemented once over SQL
+//! ([`SqlStore`]) for SQLite and PostgreSQL. Nothing outside this module sees a driver type.
 //!
 //! Money is kept as integer micro-units and instants as integer microseconds (UTC) in both
-//! databases, converted at this boundary.
+//! databases; rows are read into the types of [`rows`] and converted to domain values there,
+//! refusing any value the domain does not know.
 
-mod codec;
+mod backend;
 pub mod postgres;
+mod rows;
 mod sql;
 pub mod sqlite;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
+use std::collections::BTreeMap;
 
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::domain::account::CardCharge;
+use crate::domain::close::{Step, StepEffects};
 use crate::domain::invoice::Document;
-use crate::domain::licenses::AppliedRemoval;
 use crate::domain::model::{Event, World};
 use crate::domain::usage::{Rating, Unrated, Usage};
 use crate::domain::wallets::LedgerEntry;
+use crate::domain::words::CompanyId;
 
+pub use backend::Backend;
 pub use postgres::PgStore;
+pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 
 /// An event as it arrived, with the verdict of the rules.
@@ -30,9 +37,11 @@ pub struct RecordedEvent {
     pub rejection: Option<String>,
 }
 
-/// A row of `rejections.csv`.
+/// A row of `rejections.csv`: an item the rules refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
+    /// The company, when the item named one that exists.
+    pub company: Option<CompanyId>,
     /// `events.jsonl` or `usage.csv`.
     pub source: String,
     /// 1-based line in that file.
@@ -43,40 +52,30 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// A row of `job_runs`.
+/// A row of `job_runs`: a step that completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRun {
-    /// The step's name (`invoice`).
-    pub job: String,
+    /// The step.
+    pub job: Step,
     /// The company.
-    pub company: String,
+    pub company: CompanyId,
     /// Boundary index on the company's grid.
     pub boundary_index: u32,
     /// The boundary's local date.
     pub boundary: NaiveDate,
-    /// `ok` or `failed`.
-    pub status: String,
     /// What the step wrote.
     pub items: i64,
-    /// The error of a failed step.
-    pub error: Option<String>,
 }
 
-/// A charge to a card company's card.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CardCharge {
-    /// When it was charged.
-    pub at: DateTime<Utc>,
+/// A step that completed for a company at a boundary.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CompletedStep {
     /// The company.
-    pub company: String,
-    /// `card_statement`, `credit_purchase`, `auto_recharge` or `adjustment`.
-    pub kind: String,
-    /// The amount charged (negative for a refund).
-    pub amount: Decimal,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// The invoice number or event reference.
-    pub reference: String,
+    pub company: CompanyId,
+    /// Boundary index on the company's grid.
+    pub boundary_index: u32,
+    /// The step.
+    pub step: Step,
 }
 
 /// A company taken for closing by one process: the fence it raised and how long it holds.
@@ -90,22 +89,13 @@ pub struct Lease {
     pub ttl_micros: i64,
 }
 
-/// A step's commit was refused: another process took the company over after this one's lease
-/// ran out, so this one's late writes must not land.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("lease on {company} was taken over by another instance: this run's writes are refused")]
-pub struct Fenced {
-    /// The company.
-    pub company: String,
-}
-
 /// A failed attempt at a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepFailure {
     /// The step.
-    pub job: String,
+    pub step: Step,
     /// The company.
-    pub company: String,
+    pub company: CompanyId,
     /// Boundary index.
     pub boundary_index: u32,
     /// Boundary local date.
@@ -119,10 +109,10 @@ pub struct StepFailure {
 /// A step of one (company, boundary) and when it ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRun {
-    /// The step's name.
-    pub job: &'static str,
+    /// The step.
+    pub step: Step,
     /// The company.
-    pub company: String,
+    pub company: CompanyId,
     /// Boundary index.
     pub boundary_index: u32,
     /// Boundary instant.
@@ -137,21 +127,19 @@ pub struct StepRun {
     pub lease: Option<Lease>,
 }
 
-/// What a step writes, committed together with its completion.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StepEffects {
-    /// What the step wrote, as counted in `job_runs.items`.
-    pub items: i64,
-    /// Removals applied to pools.
-    pub removals: Vec<AppliedRemoval>,
-    /// The document issued.
-    pub document: Option<Document>,
-    /// Card charges made.
-    pub card_charges: Vec<CardCharge>,
-    /// Ledger entries, in the order made.
-    pub ledger: Vec<LedgerEntry>,
-    /// Usage rows rated.
-    pub ratings: Vec<Rating>,
+/// What a commit of steps did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Every step and its effects were written.
+    Committed,
+    /// Another run had completed one of the steps: nothing was written.
+    AlreadyDone,
+    /// Another instance took a company over after this run's lease ran out: nothing was
+    /// written, and this run's writes for that company must stop.
+    Fenced {
+        /// The companies whose lease was lost.
+        companies: Vec<CompanyId>,
+    },
 }
 
 /// Events taken in together, with what the accepted ones wrote.
@@ -160,7 +148,7 @@ pub struct EventBatch {
     /// The events and their verdicts, in arrival order.
     pub events: Vec<RecordedEvent>,
     /// Ledger entries of accepted purchases: (company, entry).
-    pub ledger: Vec<(String, LedgerEntry)>,
+    pub ledger: Vec<(CompanyId, LedgerEntry)>,
     /// Card charges of accepted purchases.
     pub card_charges: Vec<CardCharge>,
 }
@@ -170,8 +158,8 @@ pub struct EventBatch {
 pub struct UsageBatch {
     /// Accepted rows.
     pub accepted: Vec<Usage>,
-    /// Refused rows: (company if known, rejection).
-    pub rejections: Vec<(Option<String>, Rejection)>,
+    /// Refused rows.
+    pub rejections: Vec<Rejection>,
 }
 
 /// A ledger entry as stored.
@@ -180,12 +168,22 @@ pub struct LedgerRow {
     /// The order it was made in, across all companies.
     pub seq: i64,
     /// The company.
-    pub company: String,
+    pub company: CompanyId,
     /// The entry.
     pub entry: LedgerEntry,
 }
 
-/// Storage for billrun. Every write that belongs together is one transaction.
+/// A usage row with how a close rated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RatedUsage {
+    /// The accepted row.
+    pub usage: Usage,
+    /// Its rating.
+    pub rating: Rating,
+}
+
+/// Storage for billrun. Every write that belongs together is one transaction. A `companies`
+/// argument of `None` means every company.
 #[allow(async_fn_in_trait)]
 pub trait Store {
     /// Creates or upgrades the schema.
@@ -205,73 +203,50 @@ pub trait Store {
     /// Records accepted usage rows and rejections, in one transaction.
     async fn record_usage(&self, batch: &UsageBatch) -> anyhow::Result<()>;
 
-    /// The content of accepted usage rows with these ids: (id, content).
-    async fn usage_contents(&self, ids: &[String]) -> anyhow::Result<Vec<(String, String)>>;
+    /// The content of the accepted usage rows with these ids, by id.
+    async fn usage_contents(&self, ids: &[String]) -> anyhow::Result<BTreeMap<String, String>>;
 
     /// For each (company, until), its accepted usage not yet rated that occurred and was
-    /// received before `until`, in (company, occurred_at, id) order.
+    /// received before `until`.
     async fn unrated_usage(
         &self,
-        bounds: &[(String, DateTime<Utc>)],
+        bounds: &[(CompanyId, DateTime<Utc>)],
     ) -> anyhow::Result<Vec<Unrated>>;
 
-    /// The accepted events of `companies` (only those of the given types, if any), in
-    /// arrival order.
-    async fn accepted_events_in(
-        &self,
-        companies: &[String],
-        types: Option<&[&str]>,
-    ) -> anyhow::Result<Vec<Event>>;
+    /// The accepted events of `companies`, in arrival order.
+    async fn accepted_events(&self, companies: Option<&[CompanyId]>) -> anyhow::Result<Vec<Event>>;
 
     /// The ledger entries of `companies`, in the order made.
-    async fn ledger_in(&self, companies: &[String]) -> anyhow::Result<Vec<LedgerRow>>;
+    async fn ledger(&self, companies: Option<&[CompanyId]>) -> anyhow::Result<Vec<LedgerRow>>;
 
-    /// Rated usage with its rating (of one company, or all), in (occurred_at, id) order.
-    async fn usage_records(&self, company: Option<&str>) -> anyhow::Result<Vec<(Usage, Rating)>>;
+    /// Rated usage of one company (or all) with its rating, in (occurred_at, id) order.
+    async fn usage_records(&self, company: Option<&CompanyId>) -> anyhow::Result<Vec<RatedUsage>>;
 
-    /// Ledger entries (of one company, or all), in the order made.
-    async fn ledger(&self, company: Option<&str>) -> anyhow::Result<Vec<LedgerRow>>;
+    /// Where `companies` stand: the completed steps of each one's latest fully closed
+    /// boundary and of every later boundary. Closes run oldest first, so every earlier boundary
+    /// is closed.
+    async fn progress(&self, companies: Option<&[CompanyId]>)
+    -> anyhow::Result<Vec<CompletedStep>>;
 
-    /// The accepted events (of one company, or all), in arrival order.
-    async fn accepted_events(&self, company: Option<&str>) -> anyhow::Result<Vec<Event>>;
-
-    /// The latest `at` of any recorded event of a company.
-    async fn last_event_at(&self, company: &str) -> anyhow::Result<Option<DateTime<Utc>>>;
-
-    /// Every step that completed: (company, boundary index, job).
-    async fn completed_steps(&self) -> anyhow::Result<Vec<(String, u32, String)>>;
-
-    /// For these companies, the completed steps of their latest fully closed boundary and of
-    /// every later one: what `run_due` needs to know where each company stands.
-    async fn open_steps(&self, companies: &[String]) -> anyhow::Result<Vec<(String, u32, String)>>;
-
-    /// For each company with a completed step, the latest boundary index with one.
-    async fn latest_closes(&self) -> anyhow::Result<Vec<(String, u32)>>;
-
-    /// Claims steps of one company and, if nobody completed any of them before, writes their
-    /// effects and completions in one transaction. Returns false (writing nothing) when one
-    /// was already done; fails with [`Fenced`] (writing nothing) when the lease of the runs was
-    /// taken over.
-    async fn commit_steps(&self, steps: &[(StepRun, StepEffects)]) -> anyhow::Result<bool>;
-
-    /// [`Store::commit_steps`] for one step.
-    async fn commit_step(&self, run: &StepRun, effects: &StepEffects) -> anyhow::Result<bool> {
-        self.commit_steps(&[(run.clone(), effects.clone())]).await
-    }
+    /// Claims steps and, if nobody completed any of them before, writes their effects and
+    /// completions in one transaction; every company whose steps run under a lease must
+    /// still be held by it (the leases are renewed). Otherwise nothing is written.
+    async fn commit_steps(&self, steps: &[(StepRun, StepEffects)])
+    -> anyhow::Result<CommitOutcome>;
 
     /// Takes each of `companies` for `owner` until `until`, unless another holder's lease on
     /// it lives past `now`; each company taken has its fence raised. Returns the companies taken
     /// with their fences.
     async fn acquire_leases(
         &self,
-        companies: &[String],
+        companies: &[CompanyId],
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<(String, i64)>>;
+    ) -> anyhow::Result<BTreeMap<CompanyId, i64>>;
 
     /// Gives back the companies `owner` still holds among `companies`.
-    async fn release_leases(&self, companies: &[String], owner: &str) -> anyhow::Result<()>;
+    async fn release_leases(&self, companies: &[CompanyId], owner: &str) -> anyhow::Result<()>;
 
     /// Records a failed attempt at a step.
     async fn record_failure(&self, failure: &StepFailure) -> anyhow::Result<()>;
@@ -290,6 +265,17 @@ pub trait Store {
 
     /// Every card charge, in the order made.
     async fn card_charges(&self) -> anyhow::Result<Vec<CardCharge>>;
+}
+
+/// For each company with a completed step, the latest boundary with one: where its closing
+/// has got to, read from [`Store::progress`].
+pub fn latest_closes(progress: &[CompletedStep]) -> BTreeMap<CompanyId, u32> {
+    let mut latest = BTreeMap::new();
+    for s in progress {
+        let k = latest.entry(s.company.clone()).or_insert(s.boundary_index);
+        *k = (*k).max(s.boundary_index);
+    }
+    latest
 }
 
 /// A store chosen at run time from a database URL.
@@ -315,14 +301,12 @@ impl AnyStore {
             )
         }
     }
-}
 
-impl AnyStore {
     /// Closes every connection (SQLite then checkpoints its write-ahead log).
     pub async fn close(&self) {
         match self {
-            AnyStore::Sqlite(s) => s.pool.close().await,
-            AnyStore::Postgres(s) => s.pool.close().await,
+            AnyStore::Sqlite(s) => s.close().await,
+            AnyStore::Postgres(s) => s.close().await,
         }
     }
 }

@@ -5,20 +5,22 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Pool, Postgres, Transaction};
 
-use super::codec;
-use super::sql::sql_store;
+use super::backend::Backend;
+use super::rows;
+use super::sql::SqlStore;
 use crate::domain::usage::Rating;
 use crate::domain::wallets::LedgerEntry;
+use crate::domain::words::CompanyId;
 
 /// A PostgreSQL-backed store.
-#[derive(Clone)]
-pub struct PgStore {
-    pub(crate) pool: PgPool,
-}
+pub type PgStore = SqlStore<Postgres>;
 
-impl PgStore {
+/// Rows per `UNNEST` insert: one small statement, planned once, whatever the number of rows.
+const ROWS_PER_INSERT: usize = 10_000;
+
+impl SqlStore<Postgres> {
     /// Connects to a `postgres://` URL.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let options = PgConnectOptions::from_str(url)?;
@@ -32,27 +34,25 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(PgStore { pool })
+        Ok(SqlStore::new(pool))
+    }
+}
+
+impl Backend for Postgres {
+    async fn begin_write(pool: &Pool<Self>) -> anyhow::Result<Transaction<'static, Self>> {
+        Ok(pool.begin().await?)
     }
 
-    pub(crate) async fn begin_write(&self) -> anyhow::Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
-    }
-
-    pub(crate) async fn run_migrations(&self) -> anyhow::Result<()> {
-        sqlx::migrate!("sql/migrations/postgres")
-            .run(&self.pool)
-            .await?;
+    async fn migrate(pool: &Pool<Self>) -> anyhow::Result<()> {
+        sqlx::migrate!("sql/migrations/postgres").run(pool).await?;
         Ok(())
     }
 
-    /// Appends ledger entries, in order, as one `UNNEST` of arrays per chunk: one small
-    /// statement, planned once, whatever the number of rows.
-    pub(crate) async fn insert_ledger(
-        tx: &mut Transaction<'static, Postgres>,
-        entries: &[(&str, &LedgerEntry)],
+    async fn insert_ledger(
+        tx: &mut Transaction<'static, Self>,
+        entries: &[(&CompanyId, &LedgerEntry)],
     ) -> anyhow::Result<()> {
-        for chunk in entries.chunks(10_000) {
+        for chunk in entries.chunks(ROWS_PER_INSERT) {
             let mut companies = Vec::with_capacity(chunk.len());
             let mut ats = Vec::with_capacity(chunk.len());
             let mut scopes = Vec::with_capacity(chunk.len());
@@ -63,40 +63,34 @@ impl PgStore {
             let mut expiries: Vec<Option<i64>> = Vec::with_capacity(chunk.len());
             for (company, e) in chunk {
                 companies.push(company.to_string());
-                ats.push(codec::instant(e.at));
-                scopes.push(e.scope.clone());
-                wallets.push(e.wallet.clone());
+                ats.push(rows::instant(e.at));
+                scopes.push(e.scope.to_string());
+                wallets.push(e.wallet.to_string());
                 kinds.push(e.kind.as_str().to_string());
-                amounts.push(codec::money(e.amount)?);
+                amounts.push(rows::money(e.amount)?);
                 references.push(e.reference.clone());
-                expiries.push(e.expires_at.map(codec::instant));
+                expiries.push(e.expires_at.map(rows::instant));
             }
-            sqlx::query(
-                "INSERT INTO ledger_entries (company_id, at, scope, wallet, entry, amount, reference, expires_at) \
-                 SELECT c, a, s, w, e, m, r, x FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], \
-                 $5::text[], $6::int8[], $7::text[], $8::int8[]) WITH ORDINALITY AS u(c, a, s, w, e, m, r, x, n) \
-                 ORDER BY n",
-            )
-            .bind(companies)
-            .bind(ats)
-            .bind(scopes)
-            .bind(wallets)
-            .bind(kinds)
-            .bind(amounts)
-            .bind(references)
-            .bind(expiries)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(include_str!("../../sql/queries/postgres/insert_ledger.sql"))
+                .bind(companies)
+                .bind(ats)
+                .bind(scopes)
+                .bind(wallets)
+                .bind(kinds)
+                .bind(amounts)
+                .bind(references)
+                .bind(expiries)
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(())
     }
 
-    /// Appends usage ratings as one `UNNEST` of arrays per chunk.
-    pub(crate) async fn insert_ratings(
-        tx: &mut Transaction<'static, Postgres>,
-        ratings: &[(&str, &Rating)],
+    async fn insert_ratings(
+        tx: &mut Transaction<'static, Self>,
+        ratings: &[(&CompanyId, &Rating)],
     ) -> anyhow::Result<()> {
-        for chunk in ratings.chunks(10_000) {
+        for chunk in ratings.chunks(ROWS_PER_INSERT) {
             let companies: Vec<String> = chunk.iter().map(|(c, _)| c.to_string()).collect();
             let ids: Vec<String> = chunk.iter().map(|(_, r)| r.id.clone()).collect();
             let boundaries: Vec<i64> = chunk
@@ -105,13 +99,12 @@ impl PgStore {
                 .collect();
             let sources: Vec<String> = chunk
                 .iter()
-                .map(|(_, r)| r.wallet_sources.clone())
+                .map(|(_, r)| rows::wallets_text(&r.wallet_sources))
                 .collect();
             let late: Vec<bool> = chunk.iter().map(|(_, r)| r.late).collect();
-            sqlx::query(
-                "INSERT INTO usage_ratings (company_id, id, boundary_index, wallet_sources, late) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::bool[])",
-            )
+            sqlx::query(include_str!(
+                "../../sql/queries/postgres/insert_ratings.sql"
+            ))
             .bind(companies)
             .bind(ids)
             .bind(boundaries)
@@ -123,5 +116,3 @@ impl PgStore {
         Ok(())
     }
 }
-
-sql_store!(PgStore, sqlx::Postgres);

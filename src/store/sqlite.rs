@@ -7,20 +7,22 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use sqlx::{Pool, QueryBuilder, Sqlite, Transaction};
 
-use super::codec;
-use super::sql::sql_store;
+use super::backend::Backend;
+use super::rows;
+use super::sql::SqlStore;
 use crate::domain::usage::Rating;
 use crate::domain::wallets::LedgerEntry;
+use crate::domain::words::CompanyId;
 
 /// A SQLite-backed store.
-#[derive(Clone)]
-pub struct SqliteStore {
-    pub(crate) pool: SqlitePool,
-}
+pub type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
+/// Rows per multi-row insert: SQLite binds at most 32 766 parameters per statement.
+const ROWS_PER_INSERT: usize = 500;
+
+impl SqlStore<Sqlite> {
     /// Opens (creating on first use) the database at a `sqlite://PATH` URL.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
@@ -37,54 +39,52 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqlStore::new(pool))
+    }
+}
+
+impl Backend for Sqlite {
+    async fn begin_write(pool: &Pool<Self>) -> anyhow::Result<Transaction<'static, Self>> {
+        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    pub(crate) async fn begin_write(&self) -> anyhow::Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    pub(crate) async fn run_migrations(&self) -> anyhow::Result<()> {
-        sqlx::migrate!("sql/migrations/sqlite")
-            .run(&self.pool)
-            .await?;
+    async fn migrate(pool: &Pool<Self>) -> anyhow::Result<()> {
+        sqlx::migrate!("sql/migrations/sqlite").run(pool).await?;
         Ok(())
     }
 
-    /// Appends ledger entries, in order, in many-row inserts.
-    pub(crate) async fn insert_ledger(
-        tx: &mut Transaction<'static, Sqlite>,
-        entries: &[(&str, &LedgerEntry)],
+    async fn insert_ledger(
+        tx: &mut Transaction<'static, Self>,
+        entries: &[(&CompanyId, &LedgerEntry)],
     ) -> anyhow::Result<()> {
-        for chunk in entries.chunks(500) {
+        for chunk in entries.chunks(ROWS_PER_INSERT) {
             let rows = chunk
                 .iter()
-                .map(|(c, e)| Ok((*c, *e, codec::money(e.amount)?)))
+                .map(|(c, e)| Ok((*c, *e, rows::money(e.amount)?)))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO ledger_entries (company_id, at, scope, wallet, entry, amount, reference, expires_at) ",
             );
             qb.push_values(rows, |mut b, (company, e, amount)| {
                 b.push_bind(company.to_string())
-                    .push_bind(codec::instant(e.at))
-                    .push_bind(e.scope.clone())
-                    .push_bind(e.wallet.clone())
+                    .push_bind(rows::instant(e.at))
+                    .push_bind(e.scope.to_string())
+                    .push_bind(e.wallet.to_string())
                     .push_bind(e.kind.as_str())
                     .push_bind(amount)
                     .push_bind(e.reference.clone())
-                    .push_bind(e.expires_at.map(codec::instant));
+                    .push_bind(e.expires_at.map(rows::instant));
             });
             qb.build().execute(&mut **tx).await?;
         }
         Ok(())
     }
 
-    /// Appends usage ratings in many-row inserts.
-    pub(crate) async fn insert_ratings(
-        tx: &mut Transaction<'static, Sqlite>,
-        ratings: &[(&str, &Rating)],
+    async fn insert_ratings(
+        tx: &mut Transaction<'static, Self>,
+        ratings: &[(&CompanyId, &Rating)],
     ) -> anyhow::Result<()> {
-        for chunk in ratings.chunks(500) {
+        for chunk in ratings.chunks(ROWS_PER_INSERT) {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO usage_ratings (company_id, id, boundary_index, wallet_sources, late) ",
             );
@@ -92,7 +92,7 @@ impl SqliteStore {
                 b.push_bind(company.to_string())
                     .push_bind(r.id.clone())
                     .push_bind(i64::from(r.boundary_index))
-                    .push_bind(r.wallet_sources.clone())
+                    .push_bind(rows::wallets_text(&r.wallet_sources))
                     .push_bind(r.late);
             });
             qb.build().execute(&mut **tx).await?;
@@ -100,5 +100,3 @@ impl SqliteStore {
         Ok(())
     }
 }
-
-sql_store!(SqliteStore, sqlx::Sqlite);

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use billrun::store::{Fenced, Lease, StepEffects, StepRun, Store};
+use billrun::domain::close::{Step, StepEffects};
+use billrun::store::{CommitOutcome, Lease, StepRun, Store};
 use billrun::with_store;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -269,13 +270,13 @@ async fn a_stale_lease_holder_cannot_write() {
         let store = db.store().await;
         with_store!(&store, s => {
             s.migrate().await.unwrap();
-            let acme = ["acme".to_string()];
-            let fence_a = s.acquire_leases(&acme, "a", t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:01Z")).await.unwrap()[0].1;
-            assert_eq!(s.acquire_leases(&acme, "b", t("2026-01-01T00:00:00.5Z"), t("2026-01-01T00:01:00Z")).await.unwrap(), vec![], "{}: a live lease is not taken", db.backend);
-            let fence_b = s.acquire_leases(&acme, "b", t("2026-01-01T00:00:02Z"), t("2026-01-01T00:01:00Z")).await.unwrap()[0].1;
+            let acme = ["acme".into()];
+            let fence_a = s.acquire_leases(&acme, "a", t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:01Z")).await.unwrap()["acme"];
+            assert!(s.acquire_leases(&acme, "b", t("2026-01-01T00:00:00.5Z"), t("2026-01-01T00:01:00Z")).await.unwrap().is_empty(), "{}: a live lease is not taken", db.backend);
+            let fence_b = s.acquire_leases(&acme, "b", t("2026-01-01T00:00:02Z"), t("2026-01-01T00:01:00Z")).await.unwrap()["acme"];
             assert!(fence_b > fence_a);
             let run = |owner: &str, fence: i64| StepRun {
-                job: "grant",
+                step: Step::Grant,
                 company: "acme".into(),
                 boundary_index: 0,
                 boundary_at: t("2026-01-01T00:00:00Z"),
@@ -284,10 +285,10 @@ async fn a_stale_lease_holder_cannot_write() {
                 finished_at: t("2026-01-01T00:00:03Z"),
                 lease: Some(Lease { owner: owner.into(), fence, ttl_micros: 60_000_000 }),
             };
-            let err = s.commit_step(&run("a", fence_a), &StepEffects::default()).await.unwrap_err();
-            assert!(err.downcast_ref::<Fenced>().is_some(), "{err:#}");
+            let outcome = s.commit_steps(&[(run("a", fence_a), StepEffects::default())]).await.unwrap();
+            assert_eq!(outcome, CommitOutcome::Fenced { companies: vec!["acme".into()] });
             assert!(s.job_runs().await.unwrap().is_empty(), "a refused commit writes nothing");
-            assert!(s.commit_step(&run("b", fence_b), &StepEffects::default()).await.unwrap());
+            assert_eq!(s.commit_steps(&[(run("b", fence_b), StepEffects::default())]).await.unwrap(), CommitOutcome::Committed);
             assert_eq!(s.job_runs().await.unwrap().len(), 1);
         });
     }
@@ -374,7 +375,7 @@ fn the_daemon_refuses_an_invalid_cron_expression_at_start() {
 async fn a_batch_of_companies_commits_all_or_nothing() {
     let at = t("2026-01-01T00:00:00Z");
     let run = |company: &str, lease: Option<Lease>| StepRun {
-        job: "grant",
+        step: Step::Grant,
         company: company.into(),
         boundary_index: 0,
         boundary_at: at,
@@ -388,16 +389,16 @@ async fn a_batch_of_companies_commits_all_or_nothing() {
         with_store!(&store, s => {
             s.migrate().await.unwrap();
             // Claims: beta's step is already done, so the batch writes nothing.
-            assert!(s.commit_step(&run("beta", None), &StepEffects::default()).await.unwrap());
+            assert_eq!(s.commit_steps(&[(run("beta", None), StepEffects::default())]).await.unwrap(), CommitOutcome::Committed);
             let batch = vec![(run("alpha", None), StepEffects::default()), (run("beta", None), StepEffects::default())];
-            assert!(!s.commit_steps(&batch).await.unwrap(), "{}", db.backend);
+            assert_eq!(s.commit_steps(&batch).await.unwrap(), CommitOutcome::AlreadyDone, "{}", db.backend);
             assert_eq!(s.job_runs().await.unwrap().len(), 1, "{}: alpha's step was not written", db.backend);
-            assert!(s.commit_steps(&batch[..1]).await.unwrap());
+            assert_eq!(s.commit_steps(&batch[..1]).await.unwrap(), CommitOutcome::Committed);
             // Fencing: gamma's lease was taken over, so a batch with delta writes nothing.
-            let ids = ["gamma".to_string(), "delta".to_string()];
-            let fences: std::collections::BTreeMap<String, i64> = s
+            let ids = ["gamma".into(), "delta".into()];
+            let fences = s
                 .acquire_leases(&ids, "a", at, at + chrono::Duration::seconds(1))
-                .await.unwrap().into_iter().collect();
+                .await.unwrap();
             assert_eq!(fences.len(), 2);
             let later = at + chrono::Duration::seconds(5);
             assert_eq!(s.acquire_leases(&ids[..1], "b", later, later + chrono::Duration::seconds(60)).await.unwrap().len(), 1);
@@ -406,10 +407,9 @@ async fn a_batch_of_companies_commits_all_or_nothing() {
                 (run("gamma", lease("gamma")), StepEffects::default()),
                 (run("delta", lease("delta")), StepEffects::default()),
             ];
-            let err = s.commit_steps(&batch).await.unwrap_err();
-            assert!(err.downcast_ref::<Fenced>().is_some(), "{err:#}");
+            assert_eq!(s.commit_steps(&batch).await.unwrap(), CommitOutcome::Fenced { companies: vec!["gamma".into()] });
             assert_eq!(s.job_runs().await.unwrap().len(), 2, "{}: nothing of the fenced batch", db.backend);
-            assert!(s.commit_steps(&batch[1..]).await.unwrap(), "delta alone still holds its lease");
+            assert_eq!(s.commit_steps(&batch[1..]).await.unwrap(), CommitOutcome::Committed, "delta alone still holds its lease");
         });
     }
 }

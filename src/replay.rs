@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::words::CompanyId;
 use crate::fixture::Fixture;
+use crate::jobs::intake::{IntakeReport, take_in_events, take_in_usage};
+use crate::jobs::{DueOptions, run_due};
 use crate::store::Store;
-
-use super::ingest::{IngestReport, ingest_events};
-use super::usage_intake::{arrival, ingest_usage};
-use super::{DueOptions, run_due};
 
 /// What a replay did.
 #[derive(Debug, Clone, Default)]
@@ -22,11 +21,11 @@ pub struct ReplayReport {
     /// Boundaries closed.
     pub boundaries: usize,
     /// Events taken in.
-    pub events: IngestReport,
+    pub events: IntakeReport,
     /// Usage rows taken in.
-    pub usage: IngestReport,
+    pub usage: IntakeReport,
     /// Companies whose close failed.
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<(CompanyId, String)>,
 }
 
 #[derive(Default)]
@@ -41,12 +40,11 @@ struct Instant {
 pub fn last_boundaries(
     fixture: &Fixture,
     until: Option<DateTime<Utc>>,
-) -> BTreeMap<String, Option<u32>> {
-    let usage_instants = fixture.usage.iter().flat_map(|r| {
-        [r.get("occurred_at"), r.get("received_at")]
-            .into_iter()
-            .filter_map(|s| crate::fixture::values::instant(s).ok())
-    });
+) -> BTreeMap<CompanyId, Option<u32>> {
+    let usage_instants = fixture
+        .usage
+        .iter()
+        .flat_map(|l| [l.occurred_at, l.arrival].into_iter().flatten());
     let latest = fixture
         .events
         .iter()
@@ -102,8 +100,8 @@ pub async fn replay<S: Store>(
         .next()
         .copied()
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    for (i, row) in fixture.usage.iter().enumerate() {
-        let at = arrival(row).unwrap_or(first);
+    for (i, line) in fixture.usage.iter().enumerate() {
+        let at = line.arrival.unwrap_or(first);
         if until.is_none_or(|u| at <= u) {
             instants.entry(at).or_default().usage.push(i);
         }
@@ -167,13 +165,13 @@ async fn take_in<S: Store>(
             .collect();
         report
             .events
-            .add(&ingest_events(store, &fixture.world, &batch).await?);
+            .add(&take_in_events(store, &fixture.world, &batch).await?);
     }
     if !usage.is_empty() {
         let rows: Vec<_> = usage.drain(..).map(|i| fixture.usage[i].clone()).collect();
         report
             .usage
-            .add(&ingest_usage(store, &fixture.world, &rows).await?);
+            .add(&take_in_usage(store, &fixture.world, &rows).await?);
     }
     Ok(())
 }

@@ -1,0 +1,106 @@
+//! `run-due` and `schedule`: closing what is due, once or on a schedule.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use billrun::jobs::{self, DueOptions, DueReport, LeaseConfig};
+use billrun::store::Store;
+
+use crate::cli::args::RunDueArgs;
+use crate::cli::{Context, EXIT_OK, EXIT_PARTIAL, Failure, on_store};
+
+use super::known_company;
+
+/// This process's lease settings.
+fn lease(cx: &Context, seconds: u64) -> LeaseConfig {
+    LeaseConfig {
+        owner: cx.lease_owner.clone(),
+        ttl: chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1_000_000)),
+    }
+}
+
+/// `run-due`: does all work due as of `--as-of` (default now).
+pub async fn run_due<S: Store>(store: &S, cx: &Context, args: RunDueArgs) -> Result<u8, Failure> {
+    let as_of = cx.instant_or_now("as-of", args.as_of.as_deref())?;
+    store.migrate().await?;
+    let world = store.world().await?;
+    let companies = match &args.company {
+        Some(c) => Some(BTreeSet::from([known_company(&world, c)?.id.clone()])),
+        None => None,
+    };
+    let options = DueOptions {
+        companies,
+        only: args.job,
+        last_boundary: None,
+        lease: Some(lease(cx, args.lease_seconds)),
+        progress: Some(cx.progress_bar("companies")),
+    };
+    let report = jobs::run_due(store, &world, as_of, &options, &cx.clock).await?;
+    Ok(report_due(&report))
+}
+
+/// `schedule`: the daemon.
+pub async fn schedule(cx: &Context, url: &str, config: &Path) -> Result<u8, Failure> {
+    let src = std::fs::read_to_string(config)
+        .map_err(|e| Failure::Input(format!("{}: {e}", config.display())))?;
+    let schedule = billrun::scheduler::parse_config(&config.display().to_string(), &src)?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    let lease = lease(cx, schedule.lease.as_secs());
+    on_store!(cx, url, s => {
+        s.migrate().await?;
+        billrun::scheduler::run(&schedule, shutdown, || {
+            let lease = lease.clone();
+            async move {
+                let world = s.world().await?;
+                let options = DueOptions { lease: Some(lease), ..Default::default() };
+                let report = jobs::run_due(s, &world, cx.now(), &options, &cx.clock).await?;
+                report_due(&report);
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(EXIT_OK)
+    })
+}
+
+/// Logs what a run did and picks the exit status.
+fn report_due(report: &DueReport) -> u8 {
+    tracing::info!(
+        boundaries = report.closed.len(),
+        steps = report.steps,
+        parked = report.failed.len(),
+        busy = report.busy.len(),
+        "run-due finished"
+    );
+    for company in &report.busy {
+        tracing::info!(company = %company, "held by another instance; left to it");
+    }
+    for (company, error) in &report.failed {
+        tracing::error!(company = %company, "parked: {error}");
+    }
+    if report.failed.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    }
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+fn spawn_signal_handler(token: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cannot listen for SIGTERM: {e}");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        }
+        token.cancel();
+    });
+}

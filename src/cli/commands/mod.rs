@@ -1,0 +1,31 @@
+//! One function per command.
+
+mod closing;
+mod loading;
+mod replaying;
+mod reports;
+
+pub use closing::{run_due, schedule};
+pub use loading::load;
+pub use replaying::{gen_fixture, replay};
+pub use reports::{dump, plan_usage, status};
+
+use billrun::domain::model::{Company, World};
+use billrun::store::{Store, redact_url};
+
+use super::{EXIT_OK, Failure};
+
+/// `migrate`: creates or upgrades the schema.
+pub async fn migrate<S: Store>(store: &S, url: &str) -> Result<u8, Failure> {
+    store.migrate().await?;
+    tracing::info!(database = %redact_url(url), "schema is up to date");
+    Ok(EXIT_OK)
+}
+
+/// The company a `--company` flag names, refused when the database does not know it.
+fn known_company<'w>(world: &'w World, company: &str) -> Result<&'w Company, Failure> {
+    world
+        .companies
+        .get(company)
+        .ok_or_else(|| Failure::Input(format!("--company: unknown company {company:?}")))
+}

@@ -1,0 +1,136 @@
+//! The command line: what each command does with a small [`Context`] (the database URL, the
+//! clock, this process's lease token, whether stderr is a terminal), and how its outcome maps
+//! to an exit status.
+
+pub mod args;
+mod commands;
+
+use chrono::{DateTime, Utc};
+
+use billrun::fixture::LoadError;
+use billrun::store::{AnyStore, redact_url};
+
+use args::{Cli, Command};
+
+/// Exit status: all done.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a failure; nothing half-written.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit status: bad usage or input.
+pub const EXIT_INPUT: u8 = 2;
+/// Exit status: done, but some items were rejected or parked.
+pub const EXIT_PARTIAL: u8 = 3;
+
+/// What every command may use; built once by `main`.
+pub struct Context {
+    /// The wall clock.
+    pub clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    /// This process's lease token: host, process id, start.
+    pub lease_owner: String,
+    /// Whether stderr is a terminal (progress bars) .
+    pub terminal: bool,
+}
+
+impl Context {
+    /// The instant "now".
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// `--as-of` (or `--until`), or now when it is absent.
+    pub fn instant_or_now(
+        &self,
+        flag: &str,
+        value: Option<&str>,
+    ) -> Result<DateTime<Utc>, Failure> {
+        match value {
+            Some(s) => parse_instant(flag, s),
+            None => Ok(self.now()),
+        }
+    }
+
+    /// Connects to the command's database.
+    pub async fn connect(&self, url: &str) -> Result<AnyStore, Failure> {
+        AnyStore::connect(url)
+            .await
+            .map_err(|e| Failure::Other(e.context(format!("connecting to {}", redact_url(url)))))
+    }
+
+    /// A progress bar on a terminal; hidden otherwise, so logs stay plain lines.
+    pub fn progress_bar(&self, what: &str) -> indicatif::ProgressBar {
+        if !self.terminal {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {what} {{elapsed}}"
+        )) {
+            bar.set_style(style);
+        }
+        bar
+    }
+}
+
+/// An error that decides the exit status.
+pub enum Failure {
+    /// Bad usage or input (exit 2).
+    Input(String),
+    /// Anything else (exit 1).
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+impl From<LoadError> for Failure {
+    fn from(e: LoadError) -> Self {
+        Failure::Input(e.to_string())
+    }
+}
+
+/// An RFC 3339 flag value.
+pub fn parse_instant(flag: &str, s: &str) -> Result<DateTime<Utc>, Failure> {
+    billrun::fixture::values::instant(s).map_err(|m| Failure::Input(format!("--{flag}: {m}")))
+}
+
+/// Runs `$body` against the store at `$url`, bound to `$s`, and closes the store afterwards
+/// (SQLite then checkpoints its write-ahead log into the database file).
+macro_rules! on_store {
+    ($cx:expr, $url:expr, $s:ident => $body:expr) => {{
+        let store = $cx.connect($url).await?;
+        let result = billrun::with_store!(&store, $s => $body);
+        store.close().await;
+        result
+    }};
+}
+pub(crate) use on_store;
+
+/// Runs one command.
+pub async fn run(cli: Cli, cx: &Context) -> Result<u8, Failure> {
+    let url = cli.database.as_str();
+    match cli.command {
+        Command::Migrate => on_store!(cx, url, s => commands::migrate(s, url).await),
+        Command::Load { fixture } => on_store!(cx, url, s => commands::load(s, &fixture).await),
+        Command::RunDue(args) => on_store!(cx, url, s => commands::run_due(s, cx, args).await),
+        Command::Schedule { config } => commands::schedule(cx, url, &config).await,
+        Command::Status { company, as_of } => {
+            on_store!(cx, url, s => commands::status(s, cx, company, as_of).await)
+        }
+        Command::Replay(args) => commands::replay(cx, args).await,
+        Command::Gen {
+            companies,
+            events,
+            out,
+            seed,
+        } => commands::gen_fixture(companies, events, seed, &out),
+        Command::PlanUsage { company, as_of } => {
+            on_store!(cx, url, s => commands::plan_usage(s, cx, &company, as_of).await)
+        }
+        Command::Dump { out, company } => {
+            on_store!(cx, url, s => commands::dump(s, &out, company).await)
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Closing a boundary of one company, computed in memory: the steps of a close in order, each
+//! answering what it writes.
+//!
+//! Every step computes from what was recorded for instants before the boundary, never from
+//! the state at the moment it runs, so a close that is weeks late writes what an on-time close
+//! writes. A company's history (its accepted events, its ledger, its unrated usage) is handed
+//! to a [`CompanyClose`] once; each step's effects are taken into that history, so the next
+//! step and the next boundary see them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use super::account::{Account, CardCharge};
+use super::credits::{grant_ranks, grants, rank_of, usage_scope};
+use super::grid::Grid;
+use super::invoice::{
+    Document, PriceList, arrears, bundle_lines, credit_lines, document, invoice_number,
+    license_lines,
+};
+use super::licenses::{AppliedRemoval, LicenseBook};
+use super::model::{Billing, Company, Event, World};
+use super::usage::{Rating, Unrated};
+use super::wallets::{EntryKind, GrantRank, LedgerEntry, Wallets};
+use super::words::CardChargeKind;
+
+/// A step of a close. Steps run in this order, each once per (company, boundary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Step {
+    /// Rate every unrated usage row that occurred and arrived before the boundary.
+    Rate,
+    /// Expire what is left of the grants ending at the boundary.
+    Expire,
+    /// Apply the license removals due at the boundary.
+    ApplyRemovals,
+    /// Build the document at the boundary.
+    Invoice,
+    /// Grant the allowances and bundles of the periods starting at the boundary.
+    Grant,
+}
+
+impl Step {
+    /// Every step, in the order a close runs them.
+    pub const ALL: [Step; 5] = [
+        Step::Rate,
+        Step::Expire,
+        Step::ApplyRemovals,
+        Step::Invoice,
+        Step::Grant,
+    ];
+
+    /// The name used in files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Rate => "rate",
+            Step::Expire => "expire",
+            Step::ApplyRemovals => "apply-removals",
+            Step::Invoice => "invoice",
+            Step::Grant => "grant",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Step {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Step::ALL
+            .into_iter()
+            .find(|j| j.as_str() == s)
+            .ok_or_else(|| format!("unknown step {s:?}"))
+    }
+}
+
+/// What a step writes, committed together with its completion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepEffects {
+    /// What the step wrote, as counted in `job_runs.items`.
+    pub items: i64,
+    /// Removals applied to pools.
+    pub removals: Vec<AppliedRemoval>,
+    /// The document issued.
+    pub document: Option<Document>,
+    /// Card charges made.
+    pub card_charges: Vec<CardCharge>,
+    /// Ledger entries, in the order made.
+    pub ledger: Vec<LedgerEntry>,
+    /// Usage rows rated.
+    pub ratings: Vec<Rating>,
+}
+
+/// Whether usage that occurred at `occurred_at` and is rated by the close of boundary `k` is
+/// late: its own period closed before `k`.
+pub fn is_late(grid: &Grid, occurred_at: DateTime<Utc>, k: u32) -> bool {
+    grid.first_boundary_after(occurred_at) < k
+}
+
+/// One company's history, read once, and the steps computed from it in memory.
+pub struct CompanyClose<'a> {
+    world: &'a World,
+    company: &'a Company,
+    events: &'a [Event],
+    account: Account,
+    prices: PriceList,
+    ledger: Vec<LedgerEntry>,
+    /// Unrated usage, in (occurred_at, id) order.
+    unrated: Vec<Unrated>,
+    ranks: BTreeMap<String, GrantRank>,
+}
+
+impl<'a> CompanyClose<'a> {
+    /// `events` are the company's accepted events, `ledger` its entries in the order made,
+    /// `unrated` its accepted usage not yet rated.
+    pub fn new(
+        world: &'a World,
+        company: &'a Company,
+        events: &'a [Event],
+        ledger: Vec<LedgerEntry>,
+        mut unrated: Vec<Unrated>,
+    ) -> Self {
+        unrated.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
+        CompanyClose {
+            world,
+            company,
+            events,
+            account: Account::from_events(world, company, events),
+            prices: PriceList::from_events(&world.products, events),
+            ledger,
+            unrated,
+            ranks: grant_ranks(world, company),
+        }
+    }
+
+    /// The company being closed.
+    pub fn company(&self) -> &Company {
+        self.company
+    }
+
+    /// The wallets folded from the entries made for instants before `before`.
+    pub fn wallets_before(&self, before: DateTime<Utc>) -> Wallets {
+        Wallets::fold(self.ledger.iter().filter(|e| e.at < before), &|r| {
+            rank_of(&self.ranks, r)
+        })
+    }
+
+    /// Computes `step` of boundary `k` and takes its effects into the in-memory history. An
+    /// error (a recorded event that no longer applies) parks the company.
+    pub fn step(&mut self, k: u32, step: Step) -> Result<StepEffects, String> {
+        let effects = match step {
+            Step::Rate => self.rate(k),
+            Step::Expire => self.expire(k),
+            Step::ApplyRemovals => self.apply_removals(k)?,
+            Step::Invoice => self.invoice(k)?,
+            Step::Grant => {
+                let ledger = grants(self.world, self.company, k);
+                StepEffects {
+                    items: ledger.len() as i64,
+                    ledger,
+                    ..Default::default()
+                }
+            }
+        };
+        self.ledger.extend(effects.ledger.iter().cloned());
+        Ok(effects)
+    }
+
+    /// `rate`: debits every unrated usage row that occurred and arrived before the boundary,
+    /// in (occurred_at, id) order, each followed by the recharges its debits trigger. A row
+    /// rated after its own period closed is late and debited when it arrived.
+    fn rate(&mut self, k: u32) -> StepEffects {
+        let grid = self.company.grid();
+        let at = grid.boundary_at(k);
+        let (due, later): (Vec<Unrated>, Vec<Unrated>) = std::mem::take(&mut self.unrated)
+            .into_iter()
+            .partition(|u| u.occurred_at < at && u.received_at < at);
+        self.unrated = later;
+        let mut effects = StepEffects::default();
+        if due.is_empty() {
+            return effects;
+        }
+        let mut wallets = self.wallets_before(at);
+        for u in &due {
+            let late = is_late(&grid, u.occurred_at, k);
+            let debit_at = if late { u.received_at } else { u.occurred_at };
+            let entries = if u.cost > Decimal::ZERO {
+                wallets.charge(
+                    &usage_scope(self.company, u.service, &u.office),
+                    u.service,
+                    u.cost,
+                    debit_at,
+                    &u.id,
+                    self.account.auto_recharge(debit_at),
+                )
+            } else {
+                Vec::new()
+            };
+            effects.ratings.push(Rating {
+                id: u.id.clone(),
+                boundary_index: k,
+                wallet_sources: entries
+                    .iter()
+                    .filter(|e| e.kind == EntryKind::Debit)
+                    .map(|e| e.wallet)
+                    .collect(),
+                late,
+            });
+            if self.company.billing == Billing::Card {
+                for e in entries.iter().filter(|e| e.kind == EntryKind::Recharge) {
+                    effects.card_charges.push(CardCharge::new(
+                        self.company,
+                        e.at,
+                        CardChargeKind::AutoRecharge,
+                        e.amount,
+                        &e.reference,
+                    ));
+                }
+            }
+            effects.ledger.extend(entries);
+        }
+        effects.items = effects.ratings.len() as i64;
+        effects
+    }
+
+    /// `expire`: what is left of every grant ending at the boundary.
+    fn expire(&self, k: u32) -> StepEffects {
+        let at = self.company.grid().boundary_at(k);
+        let ledger = self.wallets_before(at).expire(at);
+        StepEffects {
+            items: ledger.len() as i64,
+            ledger,
+            ..Default::default()
+        }
+    }
+
+    /// The license book as of boundary `k`, its removals applied.
+    fn book_at(&self, k: u32) -> Result<LicenseBook, String> {
+        let at = self.company.grid().boundary_at(k);
+        LicenseBook::as_of(self.world, self.company, self.events, at, at)
+    }
+
+    /// `apply-removals`: the removals due at the boundary.
+    fn apply_removals(&self, k: u32) -> Result<StepEffects, String> {
+        let removals: Vec<_> = self
+            .book_at(k)?
+            .applied_removals()
+            .iter()
+            .filter(|r| r.boundary == k)
+            .cloned()
+            .collect();
+        Ok(StepEffects {
+            items: removals.len() as i64,
+            removals,
+            ..Default::default()
+        })
+    }
+
+    /// `invoice`: the document at boundary `k`, the settle entries of its arrears, and
+    /// the card charge of a card statement.
+    fn invoice(&self, k: u32) -> Result<StepEffects, String> {
+        let (world, company) = (self.world, self.company);
+        let grid = company.grid();
+        let at = grid.boundary_at(k);
+        let book = self.book_at(k)?;
+        let mut lines = license_lines(
+            company,
+            &world.products,
+            &self.prices,
+            k,
+            book.pools(),
+            book.purchases(),
+            at,
+        );
+        lines.extend(bundle_lines(company, world.bundles_of(&company.id), k));
+        if k > 0 {
+            let from = grid.boundary_at(k - 1);
+            let made: Vec<LedgerEntry> = self
+                .ledger
+                .iter()
+                .filter(|e| from <= e.at && e.at < at)
+                .cloned()
+                .collect();
+            lines.extend(credit_lines(company, &made));
+        }
+        let number = invoice_number(&company.id, grid.boundary_date(k));
+        let (arrears_lines, settles) = arrears(company, &self.wallets_before(at), at, &number);
+        lines.extend(arrears_lines);
+        let mut effects = StepEffects {
+            ledger: settles,
+            ..Default::default()
+        };
+        if let Some(doc) = document(company, &grid, k, lines) {
+            let total = doc.total();
+            if company.billing == Billing::Card && !total.is_zero() {
+                effects.card_charges.push(CardCharge::new(
+                    company,
+                    at,
+                    CardChargeKind::CardStatement,
+                    total,
+                    &doc.number,
+                ));
+            }
+            effects.items = doc.lines.len() as i64;
+            effects.document = Some(doc);
+        }
+        Ok(effects)
+    }
+}

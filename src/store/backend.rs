@@ -1,0 +1,34 @@
+//! What differs between the two databases: how a store connects, how a write transaction
+//! begins, the migrations, and the bulk inserts of the rows a close writes by the thousand.
+
+use std::future::Future;
+
+use sqlx::{Pool, Transaction};
+
+use crate::domain::usage::Rating;
+use crate::domain::wallets::LedgerEntry;
+use crate::domain::words::CompanyId;
+
+/// A database billrun can store its data in.
+pub trait Backend: sqlx::Database {
+    /// Begins a transaction that will write. SQLite takes its write lock up front, since a
+    /// deferred transaction that reads before it writes fails instead of waiting.
+    fn begin_write(
+        pool: &Pool<Self>,
+    ) -> impl Future<Output = anyhow::Result<Transaction<'static, Self>>> + Send;
+
+    /// Creates or upgrades the schema.
+    fn migrate(pool: &Pool<Self>) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Appends ledger entries in the order given, in as few statements as their number allows.
+    fn insert_ledger(
+        tx: &mut Transaction<'static, Self>,
+        entries: &[(&CompanyId, &LedgerEntry)],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Appends usage ratings, in as few statements as their number allows.
+    fn insert_ratings(
+        tx: &mut Transaction<'static, Self>,
+        ratings: &[(&CompanyId, &Rating)],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let cx = Context {
         clock: Box::new(Utc::now),
         lease_owner: lease_owner(),
+        holder_gone: std::sync::Arc::new(holder_gone),
         terminal: std::io::stderr().is_terminal(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -63,14 +64,38 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// This process's lease token: host, process id and start, unique among running instances.
-fn lease_owner() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// This host's name, as lease tokens carry it (at most 24 bytes, so that a token fits a
+/// PostgreSQL session name).
+fn host() -> String {
+    let mut host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "host".to_string());
+    while host.len() > 24 {
+        host.pop();
+    }
+    host
+}
+
+/// This process's lease token, unique among running instances:
+/// `billrun:<host>:<process id>:<start, microseconds>`.
+fn lease_owner() -> String {
     format!(
-        "{host}:{}:{}",
+        "billrun:{}:{}:{}",
+        host(),
         std::process::id(),
         Utc::now().timestamp_micros()
     )
+}
+
+/// Whether the process behind a lease token is provably gone: it ran on this host and its
+/// process id is no longer running. A holder on another host is judged by its database
+/// session, or by its lease running out.
+fn holder_gone(owner: &str) -> bool {
+    let mut parts = owner.split(':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("billrun"), Some(host_name), Some(pid)) if host_name == host() => pid
+            .parse::<u32>()
+            .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()),
+        _ => false,
+    }
 }

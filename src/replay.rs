@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::words::CompanyId;
 use crate::fixture::Fixture;
-use crate::jobs::intake::{IntakeReport, take_in_events, take_in_usage};
+use crate::jobs::intake::{Intake, IntakeReport, Taken, take_in};
 use crate::jobs::{DueOptions, run_due};
 use crate::store::Store;
 
@@ -124,7 +124,7 @@ pub async fn replay<S: Store>(
     let mut usage = Vec::new();
     for (&t, work) in &instants {
         if work.boundaries {
-            take_in(store, fixture, &mut events, &mut usage, &mut report).await?;
+            take_in_pending(store, fixture, &mut events, &mut usage, &mut report).await?;
             let clock = move || t;
             let options = DueOptions {
                 companies: Some(
@@ -146,32 +146,39 @@ pub async fn replay<S: Store>(
         usage.extend(work.usage.iter().copied());
         report.until = Some(t);
     }
-    take_in(store, fixture, &mut events, &mut usage, &mut report).await?;
+    take_in_pending(store, fixture, &mut events, &mut usage, &mut report).await?;
     Ok(report)
 }
 
 /// Takes in the pending events, then the pending usage rows, in arrival order.
-async fn take_in<S: Store>(
+async fn take_in_pending<S: Store>(
     store: &S,
     fixture: &Fixture,
     events: &mut Vec<usize>,
     usage: &mut Vec<usize>,
     report: &mut ReplayReport,
 ) -> anyhow::Result<()> {
-    if !events.is_empty() {
-        let batch: Vec<_> = events
-            .drain(..)
-            .map(|i| fixture.events[i].clone())
-            .collect();
-        report
-            .events
-            .add(&take_in_events(store, &fixture.world, &batch).await?);
+    if events.is_empty() && usage.is_empty() {
+        return Ok(());
     }
-    if !usage.is_empty() {
-        let rows: Vec<_> = usage.drain(..).map(|i| fixture.usage[i].clone()).collect();
-        report
-            .usage
-            .add(&take_in_usage(store, &fixture.world, &rows).await?);
+    let events: Vec<_> = events
+        .drain(..)
+        .map(|i| fixture.events[i].clone())
+        .collect();
+    let usage: Vec<_> = usage.drain(..).map(|i| fixture.usage[i].clone()).collect();
+    let intake = Intake {
+        world: &fixture.world,
+        save_world: false,
+        events: &events,
+        usage: &usage,
+        files: &[],
+    };
+    match take_in(store, &intake).await? {
+        Taken::Recorded { events, usage } => {
+            report.events.add(&events);
+            report.usage.add(&usage);
+            Ok(())
+        }
+        Taken::FilesTaken(_) => anyhow::bail!("a replay records no files"),
     }
-    Ok(())
 }

@@ -45,7 +45,7 @@ fn default_grace() -> u64 {
 }
 
 fn default_lease() -> u64 {
-    300
+    30
 }
 
 /// Checks a cron expression as the scheduler will read it: six fields, seconds first, day of
@@ -81,12 +81,12 @@ pub fn parse_config(file: &str, src: &str) -> Result<ScheduleConfig, LoadError> 
             .map_or(1, |i| i + 1);
         LoadError::new(file, line, "cron", m)
     })?;
-    if raw.lease_seconds == 0 {
+    if !(1..=86_400).contains(&raw.lease_seconds) {
         return Err(LoadError::new(
             file,
             1,
             "lease_seconds",
-            "must be greater than zero",
+            "must be from 1 to 86400",
         ));
     }
     Ok(ScheduleConfig {

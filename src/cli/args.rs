@@ -111,8 +111,10 @@ pub struct RunDueArgs {
     /// Only this step; the steps before it must be done.
     #[arg(long, value_enum)]
     pub job: Option<Step>,
-    /// How long a company stays leased to this run without renewal.
-    #[arg(long, default_value_t = 300)]
+    /// How long a company stays leased to this run without renewal (a heartbeat renews it
+    /// while the run works; a crashed holder's companies are taken over after it, or at once
+    /// when the holder is provably gone).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub lease_seconds: u64,
 }
 

@@ -25,8 +25,11 @@ pub const EXIT_PARTIAL: u8 = 3;
 pub struct Context {
     /// The wall clock.
     pub clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
-    /// This process's lease token: host, process id, start.
+    /// This process's lease token: host, process id, start. PostgreSQL sessions carry it as
+    /// their name, so that other instances can see whether the holder of a lease is alive.
     pub lease_owner: String,
+    /// Whether the process behind another lease token is provably gone.
+    pub holder_gone: std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>,
     /// Whether stderr is a terminal (progress bars) .
     pub terminal: bool,
 }
@@ -51,7 +54,7 @@ impl Context {
 
     /// Connects to the command's database.
     pub async fn connect(&self, url: &str) -> Result<AnyStore, Failure> {
-        AnyStore::connect(url)
+        AnyStore::connect(url, &self.lease_owner)
             .await
             .map_err(|e| Failure::Other(e.context(format!("connecting to {}", redact_url(url)))))
     }
@@ -113,7 +116,9 @@ pub async fn run(cli: Cli, cx: &Context) -> Result<u8, Failure> {
     let url = cli.database.as_str();
     match cli.command {
         Command::Migrate => on_store!(cx, url, s => commands::migrate(s, url).await),
-        Command::Load { fixture } => on_store!(cx, url, s => commands::load(s, &fixture).await),
+        Command::Load { fixture } => {
+            on_store!(cx, url, s => commands::load(s, cx, &fixture).await)
+        }
         Command::RunDue(args) => on_store!(cx, url, s => commands::run_due(s, cx, args).await),
         Command::Schedule { config } => commands::schedule(cx, url, &config).await,
         Command::Status { company, as_of } => {

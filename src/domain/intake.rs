@@ -52,6 +52,12 @@ impl<'a> CompanyIntake<'a> {
         })
     }
 
+    /// The license book after every event accepted so far: which product each user held
+    /// when, for rating usage.
+    pub fn book(&self) -> &LicenseBook {
+        &self.book
+    }
+
     /// Judges `event` (the next in arrival order); an accepted one is taken into the state.
     ///
     /// In order: a repeated id is a duplicate (same content) or a rejection; then an event

@@ -43,6 +43,8 @@ pub struct PlanContext<'a> {
     pub only: Option<Step>,
     /// The lease the company is closed under.
     pub lease: Option<&'a Lease>,
+    /// The company's intake version when its history was read.
+    pub intake_version: i64,
     /// The wall clock, for the audit columns.
     pub clock: Clock<'a>,
 }
@@ -100,6 +102,7 @@ pub fn plan_company(
                         started_at,
                         finished_at: (cx.clock)(),
                         lease: cx.lease.cloned(),
+                        intake_version: cx.intake_version,
                     };
                     finished.insert((k, step));
                     plan.steps.push((run, effects));

@@ -4,8 +4,11 @@
 //! queries, its steps computed in memory and committed in one transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::FutureExt;
 
 use crate::domain::close::{CompanyClose, Step};
 use crate::domain::model::{Company, Event, World};
@@ -20,15 +23,31 @@ use super::close::{CompanyPlan, PlanContext, next_open, plan_company};
 /// Companies leased, read and committed together.
 const CHUNK: usize = 256;
 
-/// How `run_due` coordinates with other instances: each company is leased for `ttl` and
-/// every step commit renews the lease and checks its fence.
-#[derive(Debug, Clone)]
+/// How often a company whose history grew while it was being closed is closed again before
+/// the run leaves it to the next one.
+const ATTEMPTS: usize = 5;
+
+/// How `run_due` coordinates with other instances: each company is leased for `ttl`, kept
+/// alive by a heartbeat while its work runs, and every step commit renews the lease and checks
+/// its fence.
+#[derive(Clone)]
 pub struct LeaseConfig {
     /// This process's token (host, pid, start).
     pub owner: String,
-    /// How long a lease lasts without renewal; a crashed holder's companies are taken over
-    /// after it.
+    /// How long a lease lasts without renewal.
     pub ttl: chrono::Duration,
+    /// Whether the process behind another holder's token is provably gone (same host, process
+    /// no longer running), so its companies can be taken over at once.
+    pub holder_gone: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for LeaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseConfig")
+            .field("owner", &self.owner)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which work `run_due` may do, and how.
@@ -50,6 +69,8 @@ pub struct DueOptions {
 /// What `run_due` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DueReport {
+    /// Companies with work due when the run started.
+    pub due: usize,
     /// (company, boundary date) fully closed by this run, oldest first per company.
     pub closed: Vec<(CompanyId, NaiveDate)>,
     /// Steps completed.
@@ -62,7 +83,7 @@ pub struct DueReport {
 
 /// Closes, per company in id order, every boundary at or before `as_of` not yet closed,
 /// oldest first. A company whose step fails is parked (the failure is recorded) and the
-/// others go on.
+/// others go on. Leases taken are given back on every way out, a panic included.
 pub async fn run_due<S: Store>(
     store: &S,
     world: &World,
@@ -81,75 +102,195 @@ pub async fn run_due<S: Store>(
         })
         .collect();
     let ids: Vec<CompanyId> = companies.iter().map(|c| c.id.clone()).collect();
-    let mut done = finished_steps(store, &ids).await?;
-    // Each company's last due boundary bounds what its close reads.
-    let last_due = |c: &Company| -> Option<DateTime<Utc>> {
-        let grid = c.grid();
-        let mut last = grid.period_index(as_of)?;
-        if let Some(caps) = &options.last_boundary {
-            last = last.min(*caps.get(&c.id)?);
-        }
-        let finished = done.get(&c.id).cloned().unwrap_or_default();
-        (next_open(&finished) <= last).then(|| grid.boundary_at(last))
-    };
+    let done = finished_steps(store, &ids).await?;
     let due: Vec<(CompanyId, DateTime<Utc>)> = companies
         .iter()
-        .filter_map(|c| last_due(c).map(|until| (c.id.clone(), until)))
+        .filter_map(|c| {
+            last_due(c, as_of, options, done.get(&c.id)).map(|until| (c.id.clone(), until))
+        })
         .collect();
     if let Some(p) = &options.progress {
         p.set_length(due.len() as u64);
     }
-    let mut report = DueReport::default();
+    let mut report = DueReport {
+        due: due.len(),
+        ..Default::default()
+    };
+    let run = Run {
+        store,
+        world,
+        as_of,
+        options,
+        clock,
+    };
     for chunk in due.chunks(CHUNK) {
-        let mut chunk: Vec<(CompanyId, DateTime<Utc>)> = chunk.to_vec();
-        let mut fences: BTreeMap<CompanyId, i64> = BTreeMap::new();
-        if let Some(cfg) = &options.lease {
-            let now = clock();
-            let ids: Vec<CompanyId> = chunk.iter().map(|(c, _)| c.clone()).collect();
-            fences = store
-                .acquire_leases(&ids, &cfg.owner, now, now + cfg.ttl)
-                .await?;
-            report.busy.extend(
-                chunk
-                    .iter()
-                    .filter(|(c, _)| !fences.contains_key(c))
-                    .map(|(c, _)| c.clone()),
-            );
-            chunk.retain(|(c, _)| fences.contains_key(c));
-            // Another instance may have closed some of these companies since `done` was read:
-            // read their progress again now that they are ours.
-            let ids: Vec<CompanyId> = chunk.iter().map(|(c, _)| c.clone()).collect();
-            done.extend(finished_steps(store, &ids).await?);
-        }
-        let mut histories = load_histories(store, &chunk).await?;
-        let mut plans = Vec::with_capacity(chunk.len());
-        for (id, _) in &chunk {
-            if let Some(p) = &options.progress {
-                p.inc(1);
+        let mut pending: Vec<(CompanyId, DateTime<Utc>)> = chunk.to_vec();
+        for _ in 0..ATTEMPTS {
+            if pending.is_empty() {
+                break;
             }
-            let lease = options.lease.as_ref().map(|cfg| Lease {
+            pending = run.chunk(pending, &mut report).await?;
+        }
+        // Companies whose history kept growing while they were closed wait for the next run.
+        report.busy.extend(pending.into_iter().map(|(c, _)| c));
+        if let Some(p) = &options.progress {
+            p.inc(chunk.len() as u64);
+        }
+    }
+    if let Some(p) = &options.progress {
+        p.finish();
+    }
+    Ok(report)
+}
+
+/// The instant of `company`'s last boundary due as of `as_of`, if any is not closed yet.
+fn last_due(
+    company: &Company,
+    as_of: DateTime<Utc>,
+    options: &DueOptions,
+    finished: Option<&BTreeSet<(u32, Step)>>,
+) -> Option<DateTime<Utc>> {
+    let grid = company.grid();
+    let mut last = grid.period_index(as_of)?;
+    if let Some(caps) = &options.last_boundary {
+        last = last.min(*caps.get(&company.id)?);
+    }
+    let open = finished.map_or(0, next_open);
+    (open <= last).then(|| grid.boundary_at(last))
+}
+
+/// One run's settings, shared by its chunks.
+struct Run<'a, S> {
+    store: &'a S,
+    world: &'a World,
+    as_of: DateTime<Utc>,
+    options: &'a DueOptions,
+    clock: Clock<'a>,
+}
+
+impl<S: Store> Run<'_, S> {
+    /// Leases, closes and commits a chunk of companies; returns those whose history grew while
+    /// they were closed, to be closed again.
+    async fn chunk(
+        &self,
+        chunk: Vec<(CompanyId, DateTime<Utc>)>,
+        report: &mut DueReport,
+    ) -> anyhow::Result<Vec<(CompanyId, DateTime<Utc>)>> {
+        let Some(cfg) = &self.options.lease else {
+            return self.close(chunk, &BTreeMap::new(), report).await;
+        };
+        let ids: Vec<CompanyId> = chunk.iter().map(|(c, _)| c.clone()).collect();
+        let fences = self.acquire(&ids, cfg).await?;
+        report
+            .busy
+            .extend(ids.iter().filter(|c| !fences.contains_key(*c)).cloned());
+        let held: Vec<CompanyId> = fences.keys().cloned().collect();
+        let chunk: Vec<_> = chunk
+            .into_iter()
+            .filter(|(c, _)| fences.contains_key(c))
+            .collect();
+        let work = AssertUnwindSafe(async {
+            tokio::select! {
+                result = self.close(chunk, &fences, report) => result,
+                never = heartbeat(self.store, &held, cfg, self.clock) => never,
+            }
+        })
+        .catch_unwind()
+        .await;
+        // Given back however the work ended, so that no instance waits for an expiry.
+        let released = self.store.release_leases(&held, &cfg.owner).await;
+        match work {
+            Ok(result) => {
+                let retry = result?;
+                released?;
+                Ok(retry)
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Takes the leases of `companies`: those nobody holds or whose lease ran out, and those
+    /// whose holder is provably gone.
+    async fn acquire(
+        &self,
+        companies: &[CompanyId],
+        cfg: &LeaseConfig,
+    ) -> anyhow::Result<BTreeMap<CompanyId, i64>> {
+        let now = (self.clock)();
+        let until = lease_until(now, cfg.ttl);
+        let mut fences = self
+            .store
+            .acquire_leases(companies, &cfg.owner, now, until)
+            .await?;
+        let busy: Vec<CompanyId> = companies
+            .iter()
+            .filter(|c| !fences.contains_key(*c))
+            .cloned()
+            .collect();
+        if busy.is_empty() {
+            return Ok(fences);
+        }
+        let holders = self.store.lease_holders(&busy).await?;
+        let mut owners: Vec<String> = holders.iter().map(|(_, o, _)| o.clone()).collect();
+        owners.sort();
+        owners.dedup();
+        owners.push(cfg.owner.clone());
+        let sessions = self.store.live_owners(&owners).await?;
+        for (company, holder, _) in holders {
+            let gone = (cfg.holder_gone)(&holder)
+                || sessions
+                    .as_ref()
+                    .is_some_and(|live| !live.contains(&holder));
+            if gone
+                && let Some(fence) = self
+                    .store
+                    .take_over(&company, &holder, &cfg.owner, until)
+                    .await?
+            {
+                tracing::info!(company = %company, holder = %holder, "took over a lease whose holder is gone");
+                fences.insert(company, fence);
+            }
+        }
+        Ok(fences)
+    }
+
+    /// Reads, closes and commits the companies of `chunk`; returns those to close again.
+    async fn close(
+        &self,
+        chunk: Vec<(CompanyId, DateTime<Utc>)>,
+        fences: &BTreeMap<CompanyId, i64>,
+        report: &mut DueReport,
+    ) -> anyhow::Result<Vec<(CompanyId, DateTime<Utc>)>> {
+        let ids: Vec<CompanyId> = chunk.iter().map(|(c, _)| c.clone()).collect();
+        // Read now that the companies are ours: another instance may have closed some since.
+        let mut done = finished_steps(self.store, &ids).await?;
+        let mut histories = load_histories(self.store, &chunk).await?;
+        let mut plans = Vec::with_capacity(chunk.len());
+        for id in &ids {
+            let lease = self.options.lease.as_ref().map(|cfg| Lease {
                 owner: cfg.owner.clone(),
                 fence: fences[id],
                 ttl_micros: cfg.ttl.num_microseconds().unwrap_or(i64::MAX),
             });
-            let company = &world.companies[id];
             let history = histories.remove(id).unwrap_or_default();
             let mut close = CompanyClose::new(
-                world,
-                company,
+                self.world,
+                &self.world.companies[id],
                 &history.events,
                 history.ledger,
                 history.unrated,
             );
             let cx = PlanContext {
-                as_of,
-                last: options
+                as_of: self.as_of,
+                last: self
+                    .options
                     .last_boundary
                     .as_ref()
                     .and_then(|caps| caps.get(id).copied()),
-                only: options.only,
+                only: self.options.only,
                 lease: lease.as_ref(),
-                clock,
+                intake_version: history.intake_version,
+                clock: self.clock,
             };
             plans.push(plan_company(
                 &mut close,
@@ -157,13 +298,43 @@ pub async fn run_due<S: Store>(
                 &cx,
             ));
         }
-        commit_plans(store, plans, clock, &mut report).await?;
-        if let Some(cfg) = &options.lease {
-            let ids: Vec<CompanyId> = chunk.into_iter().map(|(c, _)| c).collect();
-            store.release_leases(&ids, &cfg.owner).await?;
+        let changed = commit_plans(self.store, plans, self.clock, report).await?;
+        Ok(chunk
+            .into_iter()
+            .filter(|(c, _)| changed.contains(c))
+            .collect())
+    }
+}
+
+/// The end of a lease taken at `now`, saturating instead of overflowing.
+fn lease_until(now: DateTime<Utc>, ttl: chrono::Duration) -> DateTime<Utc> {
+    now.checked_add_signed(ttl)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Renews the leases of `companies` every third of their time to live, for as long as it is
+/// polled: the work it runs beside can take longer than a lease.
+async fn heartbeat<S: Store>(
+    store: &S,
+    companies: &[CompanyId],
+    cfg: &LeaseConfig,
+    clock: Clock<'_>,
+) -> anyhow::Result<Vec<(CompanyId, DateTime<Utc>)>> {
+    let period = (cfg.ttl / 3)
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(1))
+        .max(std::time::Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(period).await;
+        if let Err(e) = store
+            .renew_leases(companies, &cfg.owner, lease_until(clock(), cfg.ttl))
+            .await
+        {
+            // The commit renews and checks the lease anyway; a missed beat only risks a
+            // take-over, which fencing makes safe.
+            tracing::warn!("lease heartbeat failed: {e:#}");
         }
     }
-    Ok(report)
 }
 
 /// Each company's completed steps, as far back as its latest fully closed boundary.
@@ -187,16 +358,18 @@ async fn finished_steps<S: Store>(
 }
 
 /// Commits the plans of a chunk of companies in one transaction. If another run got to one of
-/// them first, or one's lease was taken over, each company is committed on its own instead, so
-/// that only that one is left out.
+/// them first, one's lease was taken over, or one's history grew, each company is committed
+/// on its own instead, so that only that one is left out. Returns the companies whose history
+/// grew since it was read: they must be closed again.
 async fn commit_plans<S: Store>(
     store: &S,
     plans: Vec<CompanyPlan>,
     clock: Clock<'_>,
     report: &mut DueReport,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BTreeSet<CompanyId>> {
     let all: Vec<_> = plans.iter().flat_map(|p| p.steps.iter().cloned()).collect();
     let together = store.commit_steps(&all).await? == CommitOutcome::Committed;
+    let mut changed = BTreeSet::new();
     for plan in plans {
         if !together && !plan.steps.is_empty() {
             match store.commit_steps(&plan.steps).await? {
@@ -215,6 +388,10 @@ async fn commit_plans<S: Store>(
                             plan.company
                         ),
                     ));
+                    continue;
+                }
+                CommitOutcome::Changed { .. } => {
+                    changed.insert(plan.company.clone());
                     continue;
                 }
             }
@@ -242,19 +419,21 @@ async fn commit_plans<S: Store>(
                 .push((plan.company, format!("closing {boundary}: {e}")));
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// What a company's close reads.
 #[derive(Default)]
 struct History {
+    intake_version: i64,
     events: Vec<Event>,
     ledger: Vec<LedgerEntry>,
     unrated: Vec<Unrated>,
 }
 
-/// The histories of `companies`, read in three queries; each company's unrated usage up to
-/// the boundary `until` it gives.
+/// The histories of `companies`, read in a few queries; each company's unrated usage up to
+/// the boundary `until` it gives. The intake versions are read first, so that anything taken
+/// in after them makes the commit refuse the close.
 async fn load_histories<S: Store>(
     store: &S,
     bounds: &[(CompanyId, DateTime<Utc>)],
@@ -264,6 +443,9 @@ async fn load_histories<S: Store>(
         return Ok(out);
     }
     let companies: Vec<CompanyId> = bounds.iter().map(|(c, _)| c.clone()).collect();
+    for (c, version) in store.intake_versions(&companies).await? {
+        out.entry(c).or_default().intake_version = version;
+    }
     for e in store.accepted_events(Some(&companies)).await? {
         out.entry(e.company.clone()).or_default().events.push(e);
     }

@@ -1,6 +1,7 @@
 //! What differs between the two databases: how a store connects, how a write transaction
 //! begins, the migrations, and the bulk inserts of the rows a close writes by the thousand.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 
 use sqlx::{Pool, Transaction};
@@ -25,6 +26,13 @@ pub trait Backend: sqlx::Database {
         tx: &mut Transaction<'static, Self>,
         entries: &[(&CompanyId, &LedgerEntry)],
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Among `owners` (lease tokens, which each process also gives its database sessions as
+    /// their name), those with a live session; `None` when the database can't tell.
+    fn live_sessions(
+        pool: &Pool<Self>,
+        owners: &[String],
+    ) -> impl Future<Output = anyhow::Result<Option<BTreeSet<String>>>> + Send;
 
     /// Appends usage ratings, in as few statements as their number allows.
     fn insert_ratings(

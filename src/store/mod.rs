@@ -11,7 +11,8 @@ mod rows;
 mod sql;
 pub mod sqlite;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -106,6 +107,60 @@ pub struct StepFailure {
     pub failed_at: DateTime<Utc>,
 }
 
+/// A file taken in by `load`, known by the SHA-256 of its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedFile {
+    /// Hex SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// The file's name as given to `load`.
+    pub name: String,
+    /// When it was loaded (wall clock).
+    pub loaded_at: DateTime<Utc>,
+}
+
+/// What an intake needs to know, read inside its transaction: the companies' accepted events,
+/// how far their closing has got, and which of the incoming usage ids were accepted before.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IntakeSnapshot {
+    /// The accepted events of the companies taking something in, in arrival order.
+    pub events: Vec<Event>,
+    /// Per company, the latest boundary whose close has started.
+    pub closed: BTreeMap<CompanyId, u32>,
+    /// Content of the accepted usage rows among the incoming ids, by id.
+    pub usage: BTreeMap<String, String>,
+}
+
+/// What an intake asks to be taken in together.
+#[derive(Debug, Clone, Copy)]
+pub struct IntakeRequest<'a> {
+    /// Master data to record first (a scenario), if any.
+    pub world: Option<&'a World>,
+    /// The files this intake records as loaded.
+    pub files: &'a [LoadedFile],
+    /// Every company the incoming events and usage name.
+    pub companies: &'a [CompanyId],
+    /// The incoming usage ids.
+    pub usage_ids: &'a [String],
+}
+
+/// What an intake writes once judged.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IntakeWrites {
+    /// Events with their verdicts and what the accepted ones wrote.
+    pub events: EventBatch,
+    /// Accepted usage and rejections.
+    pub usage: UsageBatch,
+}
+
+/// What an intake did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntakeOutcome {
+    /// Everything was recorded.
+    Recorded,
+    /// Another load recorded one of these files first: nothing was written.
+    FilesTaken(Vec<String>),
+}
+
 /// A step of one (company, boundary) and when it ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRun {
@@ -125,6 +180,9 @@ pub struct StepRun {
     pub finished_at: DateTime<Utc>,
     /// The lease the step runs under; `None` for a single-process replay.
     pub lease: Option<Lease>,
+    /// The company's intake version when its history was read: the commit is refused if
+    /// anything was taken in for the company since.
+    pub intake_version: i64,
 }
 
 /// What a commit of steps did.
@@ -138,6 +196,12 @@ pub enum CommitOutcome {
     /// written, and this run's writes for that company must stop.
     Fenced {
         /// The companies whose lease was lost.
+        companies: Vec<CompanyId>,
+    },
+    /// Something was taken in for these companies after their history was read: nothing
+    /// was written; their steps must be computed again.
+    Changed {
+        /// The companies whose history grew.
         companies: Vec<CompanyId>,
     },
 }
@@ -196,15 +260,26 @@ pub trait Store {
     /// Reads all master data.
     async fn world(&self) -> anyhow::Result<World>;
 
-    /// Records events with their verdicts, a rejection for each refused one, and what the
-    /// accepted ones wrote, in one transaction.
-    async fn record_events(&self, batch: &EventBatch) -> anyhow::Result<()>;
+    /// The files among `sha256s` that were loaded before.
+    async fn loaded_files(&self, sha256s: &[String]) -> anyhow::Result<Vec<LoadedFile>>;
 
-    /// Records accepted usage rows and rejections, in one transaction.
-    async fn record_usage(&self, batch: &UsageBatch) -> anyhow::Result<()>;
+    /// Takes in a batch in one transaction: records the files as loaded (unless another load
+    /// recorded one first: then nothing is written), records the master data, locks the
+    /// companies against closes and other intakes, reads what `judge` needs and writes what it
+    /// answers. A failure or a crash at any point leaves nothing.
+    async fn take_in<F>(
+        &self,
+        request: IntakeRequest<'_>,
+        judge: F,
+    ) -> anyhow::Result<IntakeOutcome>
+    where
+        F: FnOnce(&IntakeSnapshot) -> anyhow::Result<IntakeWrites> + Send;
 
-    /// The content of the accepted usage rows with these ids, by id.
-    async fn usage_contents(&self, ids: &[String]) -> anyhow::Result<BTreeMap<String, String>>;
+    /// Each company's intake version, to be handed back with its steps' commit.
+    async fn intake_versions(
+        &self,
+        companies: &[CompanyId],
+    ) -> anyhow::Result<BTreeMap<CompanyId, i64>>;
 
     /// For each (company, until), its accepted usage not yet rated that occurred and was
     /// received before `until`.
@@ -230,7 +305,8 @@ pub trait Store {
 
     /// Claims steps and, if nobody completed any of them before, writes their effects and
     /// completions in one transaction; every company whose steps run under a lease must
-    /// still be held by it (the leases are renewed). Otherwise nothing is written.
+    /// still be held by it (the leases are renewed), and nothing may have been taken in for it
+    /// since its history was read. Otherwise nothing is written.
     async fn commit_steps(&self, steps: &[(StepRun, StepEffects)])
     -> anyhow::Result<CommitOutcome>;
 
@@ -247,6 +323,36 @@ pub trait Store {
 
     /// Gives back the companies `owner` still holds among `companies`.
     async fn release_leases(&self, companies: &[CompanyId], owner: &str) -> anyhow::Result<()>;
+
+    /// Extends to `until` the leases `owner` still holds among `companies` (a heartbeat while
+    /// their work runs).
+    async fn renew_leases(
+        &self,
+        companies: &[CompanyId],
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<()>;
+
+    /// Who holds each of `companies` (that anyone holds), and until when.
+    async fn lease_holders(
+        &self,
+        companies: &[CompanyId],
+    ) -> anyhow::Result<Vec<(CompanyId, String, DateTime<Utc>)>>;
+
+    /// Takes `company` from `dead_owner`, whose process is provably gone, raising the fence;
+    /// `None` when someone else took it meanwhile.
+    async fn take_over(
+        &self,
+        company: &CompanyId,
+        dead_owner: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<Option<i64>>;
+
+    /// Among `owners` (lease tokens), those with a live database session, when the database
+    /// can tell (PostgreSQL: sessions named after their owner in `pg_stat_activity`); `None`
+    /// when it can't.
+    async fn live_owners(&self, owners: &[String]) -> anyhow::Result<Option<BTreeSet<String>>>;
 
     /// Records a failed attempt at a step.
     async fn record_failure(&self, failure: &StepFailure) -> anyhow::Result<()>;
@@ -289,11 +395,14 @@ pub enum AnyStore {
 
 impl AnyStore {
     /// Connects to `url` (`sqlite://path`, `postgres://…`), creating a SQLite file on first use.
-    pub async fn connect(url: &str) -> anyhow::Result<AnyStore> {
+    /// PostgreSQL sessions are named `session` (the process's lease token).
+    pub async fn connect(url: &str, session: &str) -> anyhow::Result<AnyStore> {
         if url.starts_with("sqlite:") {
             Ok(AnyStore::Sqlite(SqliteStore::connect(url).await?))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Ok(AnyStore::Postgres(PgStore::connect(url).await?))
+            let options =
+                sqlx::postgres::PgConnectOptions::from_str(url)?.application_name(session);
+            Ok(AnyStore::Postgres(PgStore::connect_with(options).await?))
         } else {
             anyhow::bail!(
                 "unsupported database URL {}: use sqlite://PATH or postgres://…",

@@ -1,6 +1,7 @@
 //! The PostgreSQL store, for production: several instances share one database and coordinate
 //! through it alone.
 
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -46,6 +47,29 @@ impl Backend for Postgres {
     async fn migrate(pool: &Pool<Self>) -> anyhow::Result<()> {
         sqlx::migrate!("sql/migrations/postgres").run(pool).await?;
         Ok(())
+    }
+
+    async fn live_sessions(
+        pool: &Pool<Self>,
+        owners: &[String],
+    ) -> anyhow::Result<Option<BTreeSet<String>>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT application_name FROM pg_stat_activity \
+             WHERE application_name = ANY($1) OR pid = pg_backend_pid()",
+        )
+        .bind(owners)
+        .fetch_all(pool)
+        .await?;
+        let mine: Option<String> = sqlx::query_scalar("SELECT current_setting('application_name')")
+            .fetch_optional(pool)
+            .await?;
+        // A role that can't see other sessions' names can't tell who is gone.
+        match mine {
+            Some(me) if !me.is_empty() && names.contains(&me) => {
+                Ok(Some(names.into_iter().collect()))
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn insert_ledger(

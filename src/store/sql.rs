@@ -3,7 +3,7 @@
 //! SQL serves both; what differs is behind [`Backend`]. Longer statements live in
 //! `sql/queries/`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Type};
@@ -11,8 +11,9 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, QueryBuil
 use super::backend::Backend;
 use super::rows::{self, *};
 use super::{
-    CommitOutcome, CompletedStep, EventBatch, JobRun, LedgerRow, RatedUsage, Rejection,
-    StepFailure, StepRun, Store, UsageBatch,
+    CommitOutcome, CompletedStep, EventBatch, IntakeOutcome, IntakeRequest, IntakeSnapshot,
+    IntakeWrites, JobRun, LedgerRow, LoadedFile, RatedUsage, Rejection, StepFailure, StepRun,
+    Store, UsageBatch,
 };
 use crate::domain::account::CardCharge;
 use crate::domain::close::StepEffects;
@@ -87,7 +88,7 @@ where
     /// Reads rows of `T` with `sql`, once per chunk of `companies`: `sql` ends where a
     /// `WHERE` clause on `column` would go, and `order` follows it.
     async fn rows_of<T>(
-        &self,
+        conn: &mut DB::Connection,
         sql: &str,
         column: &str,
         companies: Option<&[CompanyId]>,
@@ -108,7 +109,7 @@ where
                 push_companies(&mut qb, column, chunk);
             }
             qb.push(format!(" {order}"));
-            out.extend(qb.build_query_as::<T>().fetch_all(&self.pool).await?);
+            out.extend(qb.build_query_as::<T>().fetch_all(&mut *conn).await?);
         }
         Ok(out)
     }
@@ -209,9 +210,324 @@ where
         Ok(())
     }
 
+    /// Records master data: the companies, products and rates of `world` replace those with
+    /// the same keys.
+    async fn write_world(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        world: &World,
+    ) -> anyhow::Result<()> {
+        for c in world.companies.values() {
+            for table in [
+                "offices",
+                "parties",
+                "admins",
+                "initial_pools",
+                "bundles",
+                "allowances",
+            ] {
+                let mut qb =
+                    QueryBuilder::<DB>::new(format!("DELETE FROM {table} WHERE company_id = "));
+                qb.push_bind(c.id.to_string());
+                qb.build().execute(&mut **tx).await?;
+            }
+            let (threshold, amount) = match &c.auto_recharge {
+                Some(a) => (
+                    Some(rows::money(a.threshold)?),
+                    Some(rows::money(a.amount)?),
+                ),
+                None => (None, None),
+            };
+            sqlx::query(include_str!("../../sql/queries/upsert_company.sql"))
+                .bind(c.id.to_string())
+                .bind(c.name.clone())
+                .bind(c.time_zone.name().to_string())
+                .bind(c.currency.code().to_string())
+                .bind(rows::date(c.anchor))
+                .bind(c.billing.as_str().to_string())
+                .bind(c.card_verified)
+                .bind(rows::credit_sharing(c.credit_sharing).to_string())
+                .bind(c.primary_office.to_string())
+                .bind(threshold)
+                .bind(amount)
+                .execute(&mut **tx)
+                .await?;
+            // Every company has an intake row, so that closes and intakes always lock one.
+            sqlx::query(
+                "INSERT INTO company_intake (company_id, version) VALUES ($1, 0) \
+                 ON CONFLICT (company_id) DO NOTHING",
+            )
+            .bind(c.id.to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        let offices: Vec<_> = world.offices.iter().enumerate().collect();
+        for chunk in offices.chunks(CHUNK) {
+            let mut qb =
+                QueryBuilder::<DB>::new("INSERT INTO offices (company_id, id, name, ord) ");
+            qb.push_values(chunk, |mut b, (ord, o)| {
+                b.push_bind(o.company.to_string())
+                    .push_bind(o.id.to_string())
+                    .push_bind(o.name.clone())
+                    .push_bind(*ord as i64);
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        let parties: Vec<_> = world.parties.iter().enumerate().collect();
+        for chunk in parties.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO parties (company_id, id, kind, office_id, name, phone, product, ord) ",
+            );
+            qb.push_values(chunk, |mut b, (ord, p)| {
+                b.push_bind(p.company.to_string())
+                    .push_bind(p.id.clone())
+                    .push_bind(rows::party_kind(p.kind))
+                    .push_bind(p.office.to_string())
+                    .push_bind(p.name.clone())
+                    .push_bind(p.phone.clone())
+                    .push_bind(p.product.clone())
+                    .push_bind(*ord as i64);
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        let admins: Vec<_> = world.admins.iter().enumerate().collect();
+        for chunk in admins.chunks(CHUNK) {
+            let mut qb =
+                QueryBuilder::<DB>::new("INSERT INTO admins (company_id, email, office_id, ord) ");
+            qb.push_values(chunk, |mut b, (ord, a)| {
+                let office = match &a.role {
+                    AdminRole::Company => None,
+                    AdminRole::Office(o) => Some(o.to_string()),
+                };
+                b.push_bind(a.company.to_string())
+                    .push_bind(a.email.clone())
+                    .push_bind(office)
+                    .push_bind(*ord as i64);
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        for p in world.products.values() {
+            sqlx::query(
+                "INSERT INTO products (code, name, term, unit_price) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (code) DO UPDATE SET name = excluded.name, term = excluded.term, \
+                 unit_price = excluded.unit_price",
+            )
+            .bind(p.code.clone())
+            .bind(p.name.clone())
+            .bind(p.term.as_str())
+            .bind(rows::money(p.unit_price)?)
+            .execute(&mut **tx)
+            .await?;
+        }
+        let pools: Vec<_> = world.pools.iter().enumerate().collect();
+        for chunk in pools.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO initial_pools (company_id, office_id, product, quantity, ord) ",
+            );
+            qb.push_values(chunk, |mut b, (ord, p)| {
+                b.push_bind(p.company.to_string())
+                    .push_bind(p.office.to_string())
+                    .push_bind(p.product.clone())
+                    .push_bind(p.quantity)
+                    .push_bind(*ord as i64);
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        let bundles = world
+            .bundles
+            .iter()
+            .enumerate()
+            .map(|(ord, b)| Ok((ord, b, rows::money(b.credits)?, rows::money(b.fee)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for chunk in bundles.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO bundles (company_id, id, scope, kind, credits, fee, cadence, start, ord) ",
+            );
+            qb.push_values(chunk, |mut b, (ord, bundle, credits, fee)| {
+                b.push_bind(bundle.company.to_string())
+                    .push_bind(bundle.id.clone())
+                    .push_bind(bundle.scope.to_string())
+                    .push_bind(rows::bundle_kind(bundle.kind))
+                    .push_bind(*credits)
+                    .push_bind(*fee)
+                    .push_bind(bundle.cadence.as_str())
+                    .push_bind(rows::date(bundle.start))
+                    .push_bind(*ord as i64);
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        let allowances = world
+            .allowances
+            .iter()
+            .enumerate()
+            .map(|(ord, a)| Ok((ord, a, rows::money(a.amount)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for chunk in allowances.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO allowances (company_id, ord, service, amount) ",
+            );
+            qb.push_values(chunk, |mut b, (ord, a, amount)| {
+                b.push_bind(a.company.to_string())
+                    .push_bind(*ord as i64)
+                    .push_bind(a.service.as_str())
+                    .push_bind(*amount);
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        if !world.rates.is_empty() {
+            sqlx::query("DELETE FROM rates").execute(&mut **tx).await?;
+            let rates = world
+                .rates
+                .iter()
+                .enumerate()
+                .map(|(ord, r)| Ok((ord, r, rows::price(r.price)?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for chunk in rates.chunks(CHUNK) {
+                let mut qb = QueryBuilder::<DB>::new(
+                    "INSERT INTO rates (ord, service, usage_type, direction, prefix, product, \
+                     price_micros, price_scale, increment_first, increment_next) ",
+                );
+                qb.push_values(chunk, |mut b, (ord, r, (micros, scale))| {
+                    b.push_bind(*ord as i64)
+                        .push_bind(r.service.as_str())
+                        .push_bind(r.usage_type.map(|t| t.as_str().to_string()))
+                        .push_bind(r.direction.map(|d| d.as_str().to_string()))
+                        .push_bind(r.prefix.clone())
+                        .push_bind(r.product.clone())
+                        .push_bind(*micros)
+                        .push_bind(*scale)
+                        .push_bind(r.increment.map(|(f, _)| i64::from(f)))
+                        .push_bind(r.increment.map(|(_, n)| i64::from(n)));
+                });
+                qb.build().execute(&mut **tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records events with their verdicts, a rejection for each refused one, and what the
+    /// accepted ones wrote.
+    async fn write_events(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        batch: &EventBatch,
+    ) -> anyhow::Result<()> {
+        if batch.events.is_empty() {
+            return Ok(());
+        }
+        let (next,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) + 1 FROM events")
+            .fetch_one(&mut **tx)
+            .await?;
+        let events = batch
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Ok((next + i as i64, r, serde_json::to_string(&r.event.kind)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for chunk in events.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO events (company_id, seq, at, source, line, event_id, kind, payload, accepted) ",
+            );
+            qb.push_values(chunk, |mut b, (seq, r, payload)| {
+                let e = &r.event;
+                b.push_bind(e.company.to_string())
+                    .push_bind(*seq)
+                    .push_bind(rows::instant(e.at))
+                    .push_bind(e.source.clone())
+                    .push_bind(e.line)
+                    .push_bind(e.id.clone())
+                    .push_bind(e.kind.type_name())
+                    .push_bind(payload.clone())
+                    .push_bind(r.rejection.is_none());
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        let rejections: Vec<Rejection> = batch
+            .events
+            .iter()
+            .filter_map(|r| {
+                r.rejection.as_ref().map(|reason| Rejection {
+                    company: Some(r.event.company.clone()),
+                    source: r.event.source.clone(),
+                    line: r.event.line,
+                    id: String::new(),
+                    reason: reason.clone(),
+                })
+            })
+            .collect();
+        Self::insert_rejections(tx, &rejections).await?;
+        let entries: Vec<(&CompanyId, &LedgerEntry)> =
+            batch.ledger.iter().map(|(c, e)| (c, e)).collect();
+        DB::insert_ledger(tx, &entries).await?;
+        Self::insert_card_charges(tx, &batch.card_charges).await?;
+        Ok(())
+    }
+
+    /// Records accepted usage rows and rejections.
+    async fn write_usage(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        batch: &UsageBatch,
+    ) -> anyhow::Result<()> {
+        let usage = batch
+            .accepted
+            .iter()
+            .map(|u| Ok((u, rows::money(u.cost)?, rows::price(u.rate)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for chunk in usage.chunks(CHUNK / 2) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO usage (company_id, id, source, line, occurred_at, received_at, office, \
+                 party, service, usage_type, direction, remote_number, number_used, duration_s, \
+                 billable_quantity, unit, rate_micros, rate_scale, increment, cost, content) ",
+            );
+            qb.push_values(chunk, |mut b, (u, cost, (rate, scale))| {
+                b.push_bind(u.company.to_string())
+                    .push_bind(u.id.clone())
+                    .push_bind(u.source.clone())
+                    .push_bind(u.line)
+                    .push_bind(rows::instant(u.occurred_at))
+                    .push_bind(rows::instant(u.received_at))
+                    .push_bind(u.office.to_string())
+                    .push_bind(u.party.clone())
+                    .push_bind(u.service.as_str())
+                    .push_bind(u.usage_type.map_or("", |t| t.as_str()))
+                    .push_bind(u.direction.map_or("", |d| d.as_str()))
+                    .push_bind(u.remote_number.clone())
+                    .push_bind(u.number_used.clone())
+                    .push_bind(u.duration_s.map(|d| d.to_string()).unwrap_or_default())
+                    .push_bind(u.billable_quantity)
+                    .push_bind(u.unit.as_str())
+                    .push_bind(*rate)
+                    .push_bind(*scale)
+                    .push_bind(rows::increment_text(u.increment))
+                    .push_bind(*cost)
+                    .push_bind(u.content.clone());
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        Self::insert_rejections(tx, &batch.rejections).await?;
+        Ok(())
+    }
+
+    /// The content of the accepted usage rows with these ids, by id.
+    async fn usage_contents(
+        conn: &mut DB::Connection,
+        ids: &[String],
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new("SELECT id, content FROM usage WHERE id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.clone());
+            }
+            qb.push(")");
+            let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     /// Renews the lease of every company whose steps run under one; `false` (and nothing is
     /// changed) when one of them is no longer held by the same owner and fence.
-    async fn renew_leases(
+    async fn check_leases(
         tx: &mut sqlx::Transaction<'static, DB>,
         steps: &[(StepRun, StepEffects)],
     ) -> anyhow::Result<Vec<CompanyId>> {
@@ -256,6 +572,114 @@ where
             );
         }
         Ok(lost)
+    }
+
+    /// Locks the intake row of every company of `steps` and names those whose version moved
+    /// since their history was read.
+    async fn check_intake(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        steps: &[(StepRun, StepEffects)],
+    ) -> anyhow::Result<Vec<CompanyId>> {
+        let seen: BTreeMap<&CompanyId, i64> = steps
+            .iter()
+            .map(|(run, _)| (&run.company, run.intake_version))
+            .collect();
+        let companies: Vec<CompanyId> = seen.keys().map(|c| (*c).clone()).collect();
+        let mut changed = Vec::new();
+        for chunk in companies.chunks(CHUNK) {
+            let mut qb =
+                QueryBuilder::<DB>::new("UPDATE company_intake SET version = version WHERE");
+            push_companies(&mut qb, "company_id", chunk);
+            qb.push(" RETURNING company_id, version");
+            let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut **tx).await?;
+            let now: BTreeMap<String, i64> = rows.into_iter().collect();
+            changed.extend(
+                chunk
+                    .iter()
+                    .filter(|c| now.get(c.as_str()).copied().unwrap_or(0) != seen[*c])
+                    .cloned(),
+            );
+        }
+        Ok(changed)
+    }
+
+    /// Records `files` as loaded; `false` (and nothing recorded) when one was recorded before.
+    async fn claim_files(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        files: &[LoadedFile],
+    ) -> anyhow::Result<bool> {
+        if files.is_empty() {
+            return Ok(true);
+        }
+        let mut qb = QueryBuilder::<DB>::new("INSERT INTO loaded_files (sha256, name, loaded_at) ");
+        qb.push_values(files, |mut b, f| {
+            b.push_bind(f.sha256.clone())
+                .push_bind(f.name.clone())
+                .push_bind(rows::instant(f.loaded_at));
+        });
+        qb.push(" ON CONFLICT (sha256) DO NOTHING RETURNING sha256");
+        let claimed: Vec<(String,)> = qb.build_query_as().fetch_all(&mut **tx).await?;
+        Ok(claimed.len() == files.len())
+    }
+
+    /// Raises the intake version of `companies`, in id order so that intakes never deadlock.
+    async fn bump_intake(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        companies: &[CompanyId],
+    ) -> anyhow::Result<()> {
+        let mut sorted = companies.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        for chunk in sorted.chunks(CHUNK) {
+            let mut qb =
+                QueryBuilder::<DB>::new("INSERT INTO company_intake (company_id, version) ");
+            qb.push_values(chunk, |mut b, c| {
+                b.push_bind(c.to_string()).push_bind(1_i64);
+            });
+            qb.push(" ");
+            qb.push(include_str!("../../sql/queries/bump_intake.sql"));
+            qb.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// What an intake of `request` needs to know, read inside its transaction.
+    async fn snapshot(
+        conn: &mut DB::Connection,
+        request: &IntakeRequest<'_>,
+    ) -> anyhow::Result<IntakeSnapshot> {
+        if request.companies.is_empty() && request.usage_ids.is_empty() {
+            return Ok(IntakeSnapshot::default());
+        }
+        let companies = Some(request.companies);
+        let events: Vec<EventRow> = Self::rows_of(
+            &mut *conn,
+            "SELECT company_id, at, source, line, event_id, payload FROM events WHERE accepted",
+            "company_id",
+            companies,
+            "ORDER BY seq",
+        )
+        .await?;
+        let progress: Vec<CompletedRow> = Self::rows_of(
+            &mut *conn,
+            include_str!("../../sql/queries/progress.sql"),
+            "j.company_id",
+            companies,
+            "",
+        )
+        .await?;
+        let progress = progress
+            .into_iter()
+            .map(CompletedRow::into_domain)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(IntakeSnapshot {
+            events: events
+                .into_iter()
+                .map(EventRow::into_domain)
+                .collect::<anyhow::Result<_>>()?,
+            closed: super::latest_closes(&progress),
+            usage: Self::usage_contents(conn, request.usage_ids).await?,
+        })
     }
 
     /// Claims one `job_runs` row per step; `false` when one was already claimed.
@@ -307,183 +731,7 @@ where
 
     async fn save_world(&self, world: &World) -> anyhow::Result<()> {
         let mut tx = DB::begin_write(&self.pool).await?;
-        for c in world.companies.values() {
-            for table in [
-                "offices",
-                "parties",
-                "admins",
-                "initial_pools",
-                "bundles",
-                "allowances",
-            ] {
-                let mut qb =
-                    QueryBuilder::<DB>::new(format!("DELETE FROM {table} WHERE company_id = "));
-                qb.push_bind(c.id.to_string());
-                qb.build().execute(&mut *tx).await?;
-            }
-            let (threshold, amount) = match &c.auto_recharge {
-                Some(a) => (
-                    Some(rows::money(a.threshold)?),
-                    Some(rows::money(a.amount)?),
-                ),
-                None => (None, None),
-            };
-            sqlx::query(include_str!("../../sql/queries/upsert_company.sql"))
-                .bind(c.id.to_string())
-                .bind(c.name.clone())
-                .bind(c.time_zone.name().to_string())
-                .bind(c.currency.code().to_string())
-                .bind(rows::date(c.anchor))
-                .bind(c.billing.as_str().to_string())
-                .bind(c.card_verified)
-                .bind(rows::credit_sharing(c.credit_sharing).to_string())
-                .bind(c.primary_office.to_string())
-                .bind(threshold)
-                .bind(amount)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let offices: Vec<_> = world.offices.iter().enumerate().collect();
-        for chunk in offices.chunks(CHUNK) {
-            let mut qb =
-                QueryBuilder::<DB>::new("INSERT INTO offices (company_id, id, name, ord) ");
-            qb.push_values(chunk, |mut b, (ord, o)| {
-                b.push_bind(o.company.to_string())
-                    .push_bind(o.id.to_string())
-                    .push_bind(o.name.clone())
-                    .push_bind(*ord as i64);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        let parties: Vec<_> = world.parties.iter().enumerate().collect();
-        for chunk in parties.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO parties (company_id, id, kind, office_id, name, phone, product, ord) ",
-            );
-            qb.push_values(chunk, |mut b, (ord, p)| {
-                b.push_bind(p.company.to_string())
-                    .push_bind(p.id.clone())
-                    .push_bind(rows::party_kind(p.kind))
-                    .push_bind(p.office.to_string())
-                    .push_bind(p.name.clone())
-                    .push_bind(p.phone.clone())
-                    .push_bind(p.product.clone())
-                    .push_bind(*ord as i64);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        let admins: Vec<_> = world.admins.iter().enumerate().collect();
-        for chunk in admins.chunks(CHUNK) {
-            let mut qb =
-                QueryBuilder::<DB>::new("INSERT INTO admins (company_id, email, office_id, ord) ");
-            qb.push_values(chunk, |mut b, (ord, a)| {
-                let office = match &a.role {
-                    AdminRole::Company => None,
-                    AdminRole::Office(o) => Some(o.to_string()),
-                };
-                b.push_bind(a.company.to_string())
-                    .push_bind(a.email.clone())
-                    .push_bind(office)
-                    .push_bind(*ord as i64);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        for p in world.products.values() {
-            sqlx::query(
-                "INSERT INTO products (code, name, term, unit_price) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (code) DO UPDATE SET name = excluded.name, term = excluded.term, \
-                 unit_price = excluded.unit_price",
-            )
-            .bind(p.code.clone())
-            .bind(p.name.clone())
-            .bind(p.term.as_str())
-            .bind(rows::money(p.unit_price)?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let pools: Vec<_> = world.pools.iter().enumerate().collect();
-        for chunk in pools.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO initial_pools (company_id, office_id, product, quantity, ord) ",
-            );
-            qb.push_values(chunk, |mut b, (ord, p)| {
-                b.push_bind(p.company.to_string())
-                    .push_bind(p.office.to_string())
-                    .push_bind(p.product.clone())
-                    .push_bind(p.quantity)
-                    .push_bind(*ord as i64);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        let bundles = world
-            .bundles
-            .iter()
-            .enumerate()
-            .map(|(ord, b)| Ok((ord, b, rows::money(b.credits)?, rows::money(b.fee)?)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        for chunk in bundles.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO bundles (company_id, id, scope, kind, credits, fee, cadence, start, ord) ",
-            );
-            qb.push_values(chunk, |mut b, (ord, bundle, credits, fee)| {
-                b.push_bind(bundle.company.to_string())
-                    .push_bind(bundle.id.clone())
-                    .push_bind(bundle.scope.to_string())
-                    .push_bind(rows::bundle_kind(bundle.kind))
-                    .push_bind(*credits)
-                    .push_bind(*fee)
-                    .push_bind(bundle.cadence.as_str())
-                    .push_bind(rows::date(bundle.start))
-                    .push_bind(*ord as i64);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        let allowances = world
-            .allowances
-            .iter()
-            .enumerate()
-            .map(|(ord, a)| Ok((ord, a, rows::money(a.amount)?)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        for chunk in allowances.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO allowances (company_id, ord, service, amount) ",
-            );
-            qb.push_values(chunk, |mut b, (ord, a, amount)| {
-                b.push_bind(a.company.to_string())
-                    .push_bind(*ord as i64)
-                    .push_bind(a.service.as_str())
-                    .push_bind(*amount);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        if !world.rates.is_empty() {
-            sqlx::query("DELETE FROM rates").execute(&mut *tx).await?;
-            let rates = world
-                .rates
-                .iter()
-                .enumerate()
-                .map(|(ord, r)| Ok((ord, r, rows::price(r.price)?)))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            for chunk in rates.chunks(CHUNK) {
-                let mut qb = QueryBuilder::<DB>::new(
-                    "INSERT INTO rates (ord, service, usage_type, direction, prefix, product, \
-                     price_micros, price_scale, increment_first, increment_next) ",
-                );
-                qb.push_values(chunk, |mut b, (ord, r, (micros, scale))| {
-                    b.push_bind(*ord as i64)
-                        .push_bind(r.service.as_str())
-                        .push_bind(r.usage_type.map(|t| t.as_str().to_string()))
-                        .push_bind(r.direction.map(|d| d.as_str().to_string()))
-                        .push_bind(r.prefix.clone())
-                        .push_bind(r.product.clone())
-                        .push_bind(*micros)
-                        .push_bind(*scale)
-                        .push_bind(r.increment.map(|(f, _)| i64::from(f)))
-                        .push_bind(r.increment.map(|(_, n)| i64::from(n)));
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
-        }
+        Self::write_world(&mut tx, world).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -567,117 +815,69 @@ where
         Ok(world.indexed())
     }
 
-    async fn record_events(&self, batch: &EventBatch) -> anyhow::Result<()> {
-        if batch.events.is_empty() {
-            return Ok(());
-        }
-        let mut tx = DB::begin_write(&self.pool).await?;
-        let (next,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) + 1 FROM events")
-            .fetch_one(&mut *tx)
-            .await?;
-        let events = batch
-            .events
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Ok((next + i as i64, r, serde_json::to_string(&r.event.kind)?)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        for chunk in events.chunks(CHUNK) {
+    async fn loaded_files(&self, sha256s: &[String]) -> anyhow::Result<Vec<LoadedFile>> {
+        let mut out = Vec::new();
+        for chunk in sha256s.chunks(CHUNK) {
             let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO events (company_id, seq, at, source, line, event_id, kind, payload, accepted) ",
+                "SELECT sha256, name, loaded_at FROM loaded_files WHERE sha256 IN (",
             );
-            qb.push_values(chunk, |mut b, (seq, r, payload)| {
-                let e = &r.event;
-                b.push_bind(e.company.to_string())
-                    .push_bind(*seq)
-                    .push_bind(rows::instant(e.at))
-                    .push_bind(e.source.clone())
-                    .push_bind(e.line)
-                    .push_bind(e.id.clone())
-                    .push_bind(e.kind.type_name())
-                    .push_bind(payload.clone())
-                    .push_bind(r.rejection.is_none());
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        let rejections: Vec<Rejection> = batch
-            .events
-            .iter()
-            .filter_map(|r| {
-                r.rejection.as_ref().map(|reason| Rejection {
-                    company: Some(r.event.company.clone()),
-                    source: r.event.source.clone(),
-                    line: r.event.line,
-                    id: String::new(),
-                    reason: reason.clone(),
-                })
-            })
-            .collect();
-        Self::insert_rejections(&mut tx, &rejections).await?;
-        let entries: Vec<(&CompanyId, &LedgerEntry)> =
-            batch.ledger.iter().map(|(c, e)| (c, e)).collect();
-        DB::insert_ledger(&mut tx, &entries).await?;
-        Self::insert_card_charges(&mut tx, &batch.card_charges).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn record_usage(&self, batch: &UsageBatch) -> anyhow::Result<()> {
-        if batch.accepted.is_empty() && batch.rejections.is_empty() {
-            return Ok(());
-        }
-        let mut tx = DB::begin_write(&self.pool).await?;
-        let usage = batch
-            .accepted
-            .iter()
-            .map(|u| Ok((u, rows::money(u.cost)?, rows::price(u.rate)?)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        for chunk in usage.chunks(CHUNK / 2) {
-            let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO usage (company_id, id, source, line, occurred_at, received_at, office, \
-                 party, service, usage_type, direction, remote_number, number_used, duration_s, \
-                 billable_quantity, unit, rate_micros, rate_scale, increment, cost, content) ",
-            );
-            qb.push_values(chunk, |mut b, (u, cost, (rate, scale))| {
-                b.push_bind(u.company.to_string())
-                    .push_bind(u.id.clone())
-                    .push_bind(u.source.clone())
-                    .push_bind(u.line)
-                    .push_bind(rows::instant(u.occurred_at))
-                    .push_bind(rows::instant(u.received_at))
-                    .push_bind(u.office.to_string())
-                    .push_bind(u.party.clone())
-                    .push_bind(u.service.as_str())
-                    .push_bind(u.usage_type.map_or("", |t| t.as_str()))
-                    .push_bind(u.direction.map_or("", |d| d.as_str()))
-                    .push_bind(u.remote_number.clone())
-                    .push_bind(u.number_used.clone())
-                    .push_bind(u.duration_s.map(|d| d.to_string()).unwrap_or_default())
-                    .push_bind(u.billable_quantity)
-                    .push_bind(u.unit.as_str())
-                    .push_bind(*rate)
-                    .push_bind(*scale)
-                    .push_bind(rows::increment_text(u.increment))
-                    .push_bind(*cost)
-                    .push_bind(u.content.clone());
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        Self::insert_rejections(&mut tx, &batch.rejections).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn usage_contents(&self, ids: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-        let mut out = BTreeMap::new();
-        for chunk in ids.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<DB>::new("SELECT id, content FROM usage WHERE id IN (");
             let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(id.clone());
+            for h in chunk {
+                sep.push_bind(h.clone());
             }
-            qb.push(")");
-            let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&self.pool).await?;
-            out.extend(rows);
+            qb.push(") ORDER BY loaded_at, sha256");
+            let rows: Vec<(String, String, i64)> =
+                qb.build_query_as().fetch_all(&self.pool).await?;
+            for (sha256, name, at) in rows {
+                out.push(LoadedFile {
+                    sha256,
+                    name,
+                    loaded_at: rows::at(at)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn take_in<F>(
+        &self,
+        request: IntakeRequest<'_>,
+        judge: F,
+    ) -> anyhow::Result<IntakeOutcome>
+    where
+        F: FnOnce(&IntakeSnapshot) -> anyhow::Result<IntakeWrites> + Send,
+    {
+        let mut tx = DB::begin_write(&self.pool).await?;
+        if !Self::claim_files(&mut tx, request.files).await? {
+            tx.rollback().await?;
+            return Ok(IntakeOutcome::FilesTaken(
+                request.files.iter().map(|f| f.name.clone()).collect(),
+            ));
+        }
+        if let Some(world) = request.world {
+            Self::write_world(&mut tx, world).await?;
+        }
+        Self::bump_intake(&mut tx, request.companies).await?;
+        let snapshot = Self::snapshot(&mut tx, &request).await?;
+        let writes = judge(&snapshot)?;
+        Self::write_events(&mut tx, &writes.events).await?;
+        Self::write_usage(&mut tx, &writes.usage).await?;
+        crate::failpoint::hit("commit:load");
+        tx.commit().await?;
+        Ok(IntakeOutcome::Recorded)
+    }
+
+    async fn intake_versions(
+        &self,
+        companies: &[CompanyId],
+    ) -> anyhow::Result<BTreeMap<CompanyId, i64>> {
+        let mut out = BTreeMap::new();
+        for chunk in companies.chunks(CHUNK) {
+            let mut qb =
+                QueryBuilder::<DB>::new("SELECT company_id, version FROM company_intake WHERE");
+            push_companies(&mut qb, "company_id", chunk);
+            let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&self.pool).await?;
+            out.extend(rows.into_iter().map(|(c, v)| (CompanyId::from(c), v)));
         }
         Ok(out)
     }
@@ -704,40 +904,43 @@ where
     }
 
     async fn accepted_events(&self, companies: Option<&[CompanyId]>) -> anyhow::Result<Vec<Event>> {
-        let rows: Vec<EventRow> = self
-            .rows_of(
-                "SELECT company_id, at, source, line, event_id, payload FROM events WHERE accepted",
-                "company_id",
-                companies,
-                "ORDER BY seq",
-            )
-            .await?;
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<EventRow> = Self::rows_of(
+            &mut conn,
+            "SELECT company_id, at, source, line, event_id, payload FROM events WHERE accepted",
+            "company_id",
+            companies,
+            "ORDER BY seq",
+        )
+        .await?;
         rows.into_iter().map(EventRow::into_domain).collect()
     }
 
     async fn ledger(&self, companies: Option<&[CompanyId]>) -> anyhow::Result<Vec<LedgerRow>> {
-        let rows: Vec<LedgerDbRow> = self
-            .rows_of(
-                "SELECT seq, company_id, at, scope, wallet, entry, amount, reference, expires_at \
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<LedgerDbRow> = Self::rows_of(
+            &mut conn,
+            "SELECT seq, company_id, at, scope, wallet, entry, amount, reference, expires_at \
                  FROM ledger_entries",
-                "company_id",
-                companies,
-                "ORDER BY seq",
-            )
-            .await?;
+            "company_id",
+            companies,
+            "ORDER BY seq",
+        )
+        .await?;
         rows.into_iter().map(LedgerDbRow::into_domain).collect()
     }
 
     async fn usage_records(&self, company: Option<&CompanyId>) -> anyhow::Result<Vec<RatedUsage>> {
         let companies = company.map(std::slice::from_ref);
-        let rows: Vec<RatedUsageRow> = self
-            .rows_of(
-                include_str!("../../sql/queries/rated_usage.sql"),
-                "u.company_id",
-                companies,
-                "ORDER BY u.occurred_at, u.id",
-            )
-            .await?;
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<RatedUsageRow> = Self::rows_of(
+            &mut conn,
+            include_str!("../../sql/queries/rated_usage.sql"),
+            "u.company_id",
+            companies,
+            "ORDER BY u.occurred_at, u.id",
+        )
+        .await?;
         rows.into_iter().map(RatedUsageRow::into_domain).collect()
     }
 
@@ -745,14 +948,15 @@ where
         &self,
         companies: Option<&[CompanyId]>,
     ) -> anyhow::Result<Vec<CompletedStep>> {
-        let rows: Vec<CompletedRow> = self
-            .rows_of(
-                include_str!("../../sql/queries/progress.sql"),
-                "j.company_id",
-                companies,
-                "",
-            )
-            .await?;
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<CompletedRow> = Self::rows_of(
+            &mut conn,
+            include_str!("../../sql/queries/progress.sql"),
+            "j.company_id",
+            companies,
+            "",
+        )
+        .await?;
         rows.into_iter().map(CompletedRow::into_domain).collect()
     }
 
@@ -764,10 +968,15 @@ where
             return Ok(CommitOutcome::Committed);
         }
         let mut tx = DB::begin_write(&self.pool).await?;
-        let lost = Self::renew_leases(&mut tx, steps).await?;
+        let lost = Self::check_leases(&mut tx, steps).await?;
         if !lost.is_empty() {
             tx.rollback().await?;
             return Ok(CommitOutcome::Fenced { companies: lost });
+        }
+        let changed = Self::check_intake(&mut tx, steps).await?;
+        if !changed.is_empty() {
+            tx.rollback().await?;
+            return Ok(CommitOutcome::Changed { companies: changed });
         }
         // A step someone else completed claims no row, and then nothing is written.
         if !Self::claim_steps(&mut tx, steps).await? {
@@ -853,6 +1062,69 @@ where
             qb.build().execute(&self.pool).await?;
         }
         Ok(())
+    }
+
+    async fn renew_leases(
+        &self,
+        companies: &[CompanyId],
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        for chunk in companies.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new("UPDATE company_leases SET lease_until = ");
+            qb.push_bind(rows::instant(until))
+                .push(" WHERE owner = ")
+                .push_bind(owner.to_string())
+                .push(" AND");
+            push_companies(&mut qb, "company_id", chunk);
+            qb.build().execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn lease_holders(
+        &self,
+        companies: &[CompanyId],
+    ) -> anyhow::Result<Vec<(CompanyId, String, DateTime<Utc>)>> {
+        let mut out = Vec::new();
+        for chunk in companies.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "SELECT company_id, owner, lease_until FROM company_leases WHERE",
+            );
+            push_companies(&mut qb, "company_id", chunk);
+            let rows: Vec<(String, String, i64)> =
+                qb.build_query_as().fetch_all(&self.pool).await?;
+            for (company, owner, until) in rows {
+                out.push((CompanyId::from(company), owner, rows::at(until)?));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn take_over(
+        &self,
+        company: &CompanyId,
+        dead_owner: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<Option<i64>> {
+        let mut tx = DB::begin_write(&self.pool).await?;
+        let fence: Option<(i64,)> = sqlx::query_as(
+            "UPDATE company_leases SET owner = $1, fence = fence + 1, lease_until = $2 \
+             WHERE company_id = $3 AND owner = $4 RETURNING fence",
+        )
+        .bind(owner.to_string())
+        .bind(rows::instant(until))
+        .bind(company.to_string())
+        .bind(dead_owner.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(fence.map(|(f,)| f))
+    }
+
+    async fn live_owners(&self, owners: &[String]) -> anyhow::Result<Option<BTreeSet<String>>> {
+        DB::live_sessions(&self.pool, owners).await
     }
 
     async fn record_failure(&self, f: &StepFailure) -> anyhow::Result<()> {

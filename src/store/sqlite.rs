@@ -3,6 +3,7 @@
 //! deferred transaction that reads before it writes fails with "database is locked" instead of
 //! waiting.
 
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -51,6 +52,14 @@ impl Backend for Sqlite {
     async fn migrate(pool: &Pool<Self>) -> anyhow::Result<()> {
         sqlx::migrate!("sql/migrations/sqlite").run(pool).await?;
         Ok(())
+    }
+
+    async fn live_sessions(
+        _pool: &Pool<Self>,
+        _owners: &[String],
+    ) -> anyhow::Result<Option<BTreeSet<String>>> {
+        // A SQLite file has no sessions to see: a holder's liveness is judged by its process.
+        Ok(None)
     }
 
     async fn insert_ledger(

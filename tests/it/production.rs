@@ -284,6 +284,7 @@ async fn a_stale_lease_holder_cannot_write() {
                 started_at: t("2026-01-01T00:00:03Z"),
                 finished_at: t("2026-01-01T00:00:03Z"),
                 lease: Some(Lease { owner: owner.into(), fence, ttl_micros: 60_000_000 }),
+                intake_version: 0,
             };
             let outcome = s.commit_steps(&[(run("a", fence_a), StepEffects::default())]).await.unwrap();
             assert_eq!(outcome, CommitOutcome::Fenced { companies: vec!["acme".into()] });
@@ -383,6 +384,7 @@ async fn a_batch_of_companies_commits_all_or_nothing() {
         started_at: at,
         finished_at: at,
         lease,
+        intake_version: 0,
     };
     for db in all_backends().await {
         let store = db.store().await;

@@ -7,9 +7,12 @@ use billrun::domain::invoice::{Document, DocumentKind, Line, LineKind};
 use billrun::domain::model::Event;
 use billrun::domain::money::Currency;
 use billrun::fixture::Fixture;
-use billrun::jobs::intake::take_in_events;
+use billrun::jobs::intake::{Intake, take_in};
 use billrun::jobs::{DueOptions, run_due};
-use billrun::store::{CommitOutcome, EventBatch, RecordedEvent, StepRun, Store, latest_closes};
+use billrun::store::{
+    CommitOutcome, EventBatch, IntakeOutcome, IntakeRequest, IntakeWrites, RecordedEvent, StepRun,
+    Store, latest_closes,
+};
 use billrun::with_store;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -58,7 +61,10 @@ async fn events_keep_their_verdicts_and_order() {
                 event: e.clone(),
                 rejection: (i % 3 == 0).then(|| format!("reason {i}")),
             }).collect();
-            s.record_events(&EventBatch { events: recorded.clone(), ..Default::default() }).await.unwrap();
+            let companies: Vec<_> = fx.world.companies.keys().cloned().collect();
+            let request = IntakeRequest { world: None, files: &[], companies: &companies, usage_ids: &[] };
+            let writes = IntakeWrites { events: EventBatch { events: recorded.clone(), ..Default::default() }, ..Default::default() };
+            assert_eq!(s.take_in(request, |_| Ok(writes)).await.unwrap(), IntakeOutcome::Recorded);
             let accepted = s.accepted_events(None).await.unwrap();
             let want: Vec<Event> = recorded.iter().filter(|r| r.rejection.is_none()).map(|r| r.event.clone()).collect();
             assert_eq!(accepted, want, "{}", db.backend);
@@ -126,6 +132,7 @@ async fn a_step_is_committed_once_with_its_effects() {
                 started_at: t("2026-02-27T23:00:00Z"),
                 finished_at: t("2026-02-27T23:00:01Z"),
                 lease: None,
+                intake_version: 0,
             };
             let effects = StepEffects { items: 2, document: Some(sample_document()), ..Default::default() };
             let step = [(run, effects)];
@@ -174,6 +181,7 @@ async fn concurrent_commits_of_one_step_write_once() {
                     started_at: t("2026-02-27T23:00:00Z") + chrono::Duration::seconds(i),
                     finished_at: t("2026-02-27T23:00:01Z"),
                     lease: None,
+                    intake_version: 0,
                 };
                 let effects = StepEffects {
                     document: Some(sample_document()),
@@ -210,7 +218,8 @@ async fn close_demo(db: &TestDb, until: DateTime<Utc>, late: bool) -> Vec<Docume
     with_store!(&store, s => {
         s.migrate().await.unwrap();
         s.save_world(&fx.world).await.unwrap();
-        take_in_events(s, &fx.world, &fx.events).await.unwrap();
+        let intake = Intake { world: &fx.world, save_world: false, events: &fx.events, usage: &[], files: &[] };
+        take_in(s, &intake).await.unwrap();
         if !late {
             let mut at = t("2026-01-01T00:00:00Z");
             while at < until {

@@ -15,7 +15,9 @@ use super::known_company;
 fn lease(cx: &Context, seconds: u64) -> LeaseConfig {
     LeaseConfig {
         owner: cx.lease_owner.clone(),
-        ttl: chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1_000_000)),
+        ttl: chrono::Duration::try_seconds(i64::try_from(seconds).unwrap_or(i64::MAX))
+            .unwrap_or(chrono::Duration::MAX),
+        holder_gone: cx.holder_gone.clone(),
     }
 }
 

@@ -6,12 +6,18 @@
 //! the next run catches up every due boundary. On shutdown the daemon takes no new work and
 //! lets the running one finish within a grace period; a run cut off then loses only its open
 //! transaction, which rolls back.
+//!
+//! Under systemd (`Type=notify`) the daemon reports to the service manager: `READY=1` once the
+//! wake-up is registered, `STOPPING=1` when asked to stop, and `WATCHDOG=1` at half the
+//! watchdog interval from a task of its own, so a long run keeps the watchdog fed. Outside
+//! systemd (`NOTIFY_SOCKET` unset) these reports are no-ops.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use croner::parser::{CronParser, Seconds};
+use sd_notify::NotifyState;
 use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -119,9 +125,24 @@ where
     scheduler.start().await?;
     tracing::info!(cron = %config.cron, "scheduler started");
 
+    // The watchdog pings run beside the work, not between runs: a close may take longer than
+    // the watchdog interval. They stop when this function returns.
+    let done = CancellationToken::new();
+    let _stop_pings = done.clone().drop_guard();
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        tracing::info!(
+            watchdog_s = interval.as_secs_f64(),
+            "feeding the systemd watchdog"
+        );
+        tokio::spawn(ping_watchdog(interval / 2, done));
+    }
+    report(&[NotifyState::Ready]);
+    let stopping = || report(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+
     // Run at start, then once per wake-up; fires during a run leave one wake-up pending.
     loop {
         {
+            report(&[NotifyState::Status("running due work")]);
             let work = run_once();
             tokio::pin!(work);
             tokio::select! {
@@ -131,6 +152,7 @@ where
                     }
                 }
                 _ = shutdown.cancelled() => {
+                    stopping();
                     tracing::info!(grace_s = config.grace.as_secs(), "stopping: letting the running work finish");
                     match tokio::time::timeout(config.grace, &mut work).await {
                         Ok(Err(e)) => tracing::error!("run failed: {e:#}"),
@@ -141,14 +163,39 @@ where
                 }
             }
         }
+        report(&[NotifyState::Status("waiting for a wake-up")]);
         tokio::select! {
             _ = bell.notified() => {}
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                stopping();
+                break;
+            }
         }
     }
     scheduler.shutdown().await?;
     tracing::info!("scheduler stopped");
     Ok(())
+}
+
+/// Tells the service manager about a state change; a no-op when not started by systemd. A
+/// report that cannot be sent is logged and the daemon goes on.
+fn report(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!("cannot notify the service manager: {e}");
+    }
+}
+
+/// Sends `WATCHDOG=1` every `every` until `done` is cancelled.
+async fn ping_watchdog(every: Duration, done: CancellationToken) {
+    // Never a zero period (tokio refuses it); a watchdog of under 2 µs is a misconfiguration.
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => report(&[NotifyState::Watchdog]),
+            _ = done.cancelled() => return,
+        }
+    }
 }
 
 #[cfg(test)]

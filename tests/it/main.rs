@@ -1,7 +1,8 @@
 //! One integration-test binary: golden replays through the real binary, the store suite on
-//! both backends, and the command line.
+//! both backends, the command line, and the deployment kit.
 
 mod cli;
+mod deploy;
 mod golden;
 mod production;
 mod store;

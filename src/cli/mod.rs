@@ -4,6 +4,7 @@
 
 pub mod args;
 mod commands;
+mod render;
 
 use chrono::{DateTime, Utc};
 

@@ -23,6 +23,7 @@ use super::invoice::{
 };
 use super::licenses::{AppliedRemoval, LicenseBook};
 use super::model::{Billing, Company, Event, World};
+use super::money::storable;
 use super::usage::{Rating, Unrated};
 use super::wallets::{EntryKind, GrantRank, LedgerEntry, Wallets};
 use super::words::CardChargeKind;
@@ -98,6 +99,42 @@ pub struct StepEffects {
     pub ratings: Vec<Rating>,
 }
 
+impl StepEffects {
+    /// Refuses effects holding an amount beyond what the store keeps (micro-units in 64 bits,
+    /// about ±9.2 × 10¹² currency units): the company is parked with the reason instead of a
+    /// figure being cut or a write failing half-way.
+    pub fn check_storable(&self) -> Result<(), String> {
+        let beyond = |what: &str, amount: Decimal| {
+            (!storable(amount))
+                .then(|| format!("{what} {amount} is beyond the range the store keeps"))
+        };
+        let ledger = self.ledger.iter().find_map(|e| {
+            beyond(
+                &format!("{} entry {}", e.kind.as_str(), e.reference),
+                e.amount,
+            )
+        });
+        let lines = self.document.iter().flat_map(|d| {
+            d.lines
+                .iter()
+                .flat_map(|l| [Some(l.amount), l.unit_price].into_iter().flatten())
+                .chain([d.total()])
+                .map(move |a| (d.number.as_str(), a))
+        });
+        let line = lines
+            .into_iter()
+            .find_map(|(number, a)| beyond(&format!("an amount of {number}"), a));
+        let charge = self
+            .card_charges
+            .iter()
+            .find_map(|c| beyond(&format!("card charge {}", c.reference), c.amount));
+        match ledger.or(line).or(charge) {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Whether usage that occurred at `occurred_at` and is rated by the close of boundary `k` is
 /// late: its own period closed before `k`.
 pub fn is_late(grid: &Grid, occurred_at: DateTime<Utc>, k: u32) -> bool {
@@ -169,6 +206,7 @@ impl<'a> CompanyClose<'a> {
                 }
             }
         };
+        effects.check_storable()?;
         self.ledger.extend(effects.ledger.iter().cloned());
         Ok(effects)
     }
@@ -278,7 +316,7 @@ impl<'a> CompanyClose<'a> {
             book.pools(),
             book.purchases(),
             at,
-        );
+        )?;
         lines.extend(bundle_lines(company, world.bundles_of(&company.id), k));
         if k > 0 {
             let from = grid.boundary_at(k - 1);
@@ -312,5 +350,232 @@ impl<'a> CompanyClose<'a> {
             effects.document = Some(doc);
         }
         Ok(effects)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::grid::Term;
+    use crate::domain::model::{AutoRecharge, Bundle, BundleKind};
+    use crate::domain::words::{Scope, Service, Wallet};
+    use crate::testkit::{company, dec, t, world_with};
+
+    fn unrated(id: &str, occurred: &str, received: &str, service: Service, cost: &str) -> Unrated {
+        Unrated {
+            company: "acme".into(),
+            id: id.into(),
+            occurred_at: t(occurred),
+            received_at: t(received),
+            office: "nyc".into(),
+            service,
+            cost: dec(cost),
+        }
+    }
+
+    /// An invoiced company on a UTC grid from 2026-01-01, with a calling allowance of 10.00
+    /// and a monthly telephony bundle of 5.00 credits (fee 4.00).
+    fn world() -> World {
+        let c = company("acme");
+        let mut w = world_with(&c, &["nyc"], &[Service::Calling]);
+        w.bundles.push(Bundle {
+            id: "tel".into(),
+            company: c.id.clone(),
+            scope: Scope::Company,
+            kind: BundleKind::Telephony,
+            credits: dec("5"),
+            fee: dec("4"),
+            cadence: Term::Monthly,
+            start: c.anchor,
+        });
+        w.indexed()
+    }
+
+    /// Closes every boundary up to `last`, step by step, collecting the effects.
+    fn close_through(close: &mut CompanyClose<'_>, last: u32) -> Vec<(u32, Step, StepEffects)> {
+        let mut out = Vec::new();
+        for k in 0..=last {
+            for step in Step::ALL {
+                out.push((k, step, close.step(k, step).expect("step")));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_close_rates_in_order_expires_invoices_and_grants() {
+        let world = world();
+        let c = &world.companies["acme"];
+        let usage = vec![
+            // Listed out of order: rating goes by (occurred_at, id).
+            unrated(
+                "b",
+                "2026-01-20T00:00:00Z",
+                "2026-01-20T00:00:00Z",
+                Service::Calling,
+                "12",
+            ),
+            unrated(
+                "a",
+                "2026-01-05T00:00:00Z",
+                "2026-01-05T00:00:00Z",
+                Service::Calling,
+                "2",
+            ),
+            unrated(
+                "z",
+                "2026-01-06T00:00:00Z",
+                "2026-01-06T00:00:00Z",
+                Service::Fax,
+                "0",
+            ),
+        ];
+        let mut close = CompanyClose::new(&world, c, &[], Vec::new(), usage);
+        let effects = close_through(&mut close, 1);
+        let rate = &effects
+            .iter()
+            .find(|(k, s, _)| (*k, *s) == (1, Step::Rate))
+            .unwrap()
+            .2;
+        let order: Vec<_> = rate
+            .ratings
+            .iter()
+            .map(|r| (r.id.as_str(), r.wallet_sources.clone()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("a", vec![Wallet::Allowance(Service::Calling)]),
+                ("z", vec![]),
+                // 8 left in the allowance, 4 from the bundle's 5 telephony credits.
+                (
+                    "b",
+                    vec![Wallet::Allowance(Service::Calling), Wallet::Telephony]
+                ),
+            ]
+        );
+        let expire = &effects
+            .iter()
+            .find(|(k, s, _)| (*k, *s) == (1, Step::Expire))
+            .unwrap()
+            .2;
+        assert_eq!(
+            expire
+                .ledger
+                .iter()
+                .map(|e| (e.wallet, e.amount))
+                .collect::<Vec<_>>(),
+            [(Wallet::Telephony, dec("-1"))],
+            "the spent allowance ends silently, the bundle's remainder expires"
+        );
+        let invoice = &effects
+            .iter()
+            .find(|(k, s, _)| (*k, *s) == (1, Step::Invoice))
+            .unwrap()
+            .2;
+        let doc = invoice.document.as_ref().expect("a bundle fee is billed");
+        assert_eq!(
+            (doc.number.as_str(), doc.total()),
+            ("acme-20260201", dec("4"))
+        );
+        let grant = &effects
+            .iter()
+            .find(|(k, s, _)| (*k, *s) == (1, Step::Grant))
+            .unwrap()
+            .2;
+        assert_eq!(grant.items, 2);
+    }
+
+    #[test]
+    fn usage_rated_after_its_period_closed_is_late_and_debited_on_arrival() {
+        let world = world();
+        let c = &world.companies["acme"];
+        let usage = vec![unrated(
+            "f",
+            "2026-01-28T00:00:00Z",
+            "2026-02-02T00:00:00Z",
+            Service::Fax,
+            "30",
+        )];
+        let mut close = CompanyClose::new(&world, c, &[], Vec::new(), usage);
+        let effects = close_through(&mut close, 2);
+        let ratings: Vec<_> = effects
+            .iter()
+            .flat_map(|(k, _, e)| e.ratings.iter().map(move |r| (*k, r)))
+            .collect();
+        assert_eq!(ratings.len(), 1);
+        let (k, r) = ratings[0];
+        assert_eq!(
+            (k, r.late),
+            (2, true),
+            "received after boundary 1: rated by boundary 2, late"
+        );
+        let debits: Vec<_> = effects
+            .iter()
+            .flat_map(|(_, _, e)| e.ledger.iter())
+            .filter(|e| e.kind == EntryKind::Debit)
+            .collect();
+        assert!(debits.iter().all(|e| e.at == t("2026-02-02T00:00:00Z")));
+        assert!(is_late(&c.grid(), t("2026-01-31T23:59:59Z"), 2));
+        assert!(!is_late(&c.grid(), t("2026-02-01T00:00:00Z"), 2));
+    }
+
+    #[test]
+    fn a_card_company_is_charged_for_each_recharge_and_its_statement() {
+        let mut world = world();
+        let c = world.companies.get_mut("acme").unwrap();
+        c.billing = Billing::Card;
+        c.auto_recharge = Some(AutoRecharge {
+            threshold: dec("5"),
+            amount: dec("10"),
+        });
+        let world = world.indexed();
+        let c = &world.companies["acme"];
+        let usage = vec![unrated(
+            "u",
+            "2026-01-05T00:00:00Z",
+            "2026-01-05T00:00:00Z",
+            Service::AiAgent,
+            "12",
+        )];
+        let mut close = CompanyClose::new(&world, c, &[], Vec::new(), usage);
+        let effects = close_through(&mut close, 1);
+        let charges: Vec<_> = effects
+            .iter()
+            .flat_map(|(_, _, e)| e.card_charges.iter())
+            .map(|c| (c.kind, c.amount, c.reference.as_str()))
+            .collect();
+        assert_eq!(
+            charges,
+            [
+                (CardChargeKind::CardStatement, dec("4"), "acme-20260101"),
+                // −12 needs two recharges of 10 to reach the threshold of 5.
+                (CardChargeKind::AutoRecharge, dec("10"), "u#recharge1"),
+                (CardChargeKind::AutoRecharge, dec("10"), "u#recharge2"),
+                (CardChargeKind::CardStatement, dec("4"), "acme-20260201"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_amount_beyond_the_store_parks_the_company() {
+        let mut world = world();
+        world.bundles[0].fee = dec("9300000000000");
+        let world = world.indexed();
+        let c = &world.companies["acme"];
+        let mut close = CompanyClose::new(&world, c, &[], Vec::new(), Vec::new());
+        for step in [Step::Rate, Step::Expire, Step::ApplyRemovals] {
+            close.step(0, step).unwrap();
+        }
+        let err = close.step(0, Step::Invoice).unwrap_err();
+        assert!(err.contains("beyond the range the store keeps"), "{err}");
+    }
+
+    #[test]
+    fn steps_read_and_write_their_names() {
+        for s in Step::ALL {
+            assert_eq!(s.as_str().parse::<Step>(), Ok(s));
+        }
+        assert!("shred".parse::<Step>().is_err());
     }
 }

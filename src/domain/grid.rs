@@ -148,15 +148,8 @@ impl Grid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{d, t};
     use proptest::prelude::*;
-
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
 
     #[test]
     fn month_end_anchor_comes_back_to_31() {
@@ -195,16 +188,13 @@ mod tests {
         // happens twice: at 04:00Z (CDT) and 05:00Z (CST).
         let havana = chrono_tz::America::Havana;
         let first = local_midnight(havana, d("2026-11-01"));
-        match havana.from_local_datetime(&d("2026-11-01").and_hms_opt(0, 0, 0).unwrap()) {
-            LocalResult::Ambiguous(a, b) => {
-                assert_eq!(first, a.with_timezone(&Utc));
-                assert!(a < b);
-            }
-            other => {
-                // If the zone data has no overlap here, the instant is still the only one.
-                assert_eq!(first, other.single().unwrap().with_timezone(&Utc));
-            }
-        }
+        let midnight = d("2026-11-01").and_hms_opt(0, 0, 0).unwrap();
+        let LocalResult::Ambiguous(a, b) = havana.from_local_datetime(&midnight) else {
+            panic!("the zone data must have Havana's overlap on 2026-11-01");
+        };
+        assert!(a < b);
+        assert_eq!(first, a.with_timezone(&Utc));
+        assert_eq!(first, t("2026-11-01T04:00:00Z"));
     }
 
     #[test]

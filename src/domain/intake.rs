@@ -122,3 +122,122 @@ impl<'a> CompanyIntake<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::account::CARD_NOT_VERIFIED;
+    use crate::domain::licenses::CONTRACTED_REMOVAL;
+    use crate::domain::words::Scope;
+    use crate::testkit::{company, dec, event, world_with};
+
+    fn purchase(at: &str, id: Option<&str>, amount: &str) -> Event {
+        let mut e = event(
+            at,
+            EventKind::CreditPurchase {
+                scope: Scope::Company,
+                amount: dec(amount),
+            },
+        );
+        e.company = "acme".into();
+        e.id = id.map(str::to_string);
+        e
+    }
+
+    #[test]
+    fn repeated_ids_are_no_ops_or_conflicts() {
+        let c = company("acme");
+        let world = world_with(&c, &["nyc"], &[]);
+        let mut intake = CompanyIntake::new(&world, &c, Vec::new(), None).unwrap();
+        let first = purchase("2026-01-05T00:00:00Z", Some("p-1"), "10");
+        assert!(matches!(
+            intake.judge(&first),
+            Verdict::Accepted {
+                ledger: Some(_),
+                ..
+            }
+        ));
+        assert_eq!(intake.judge(&first), Verdict::Duplicate);
+        let changed = purchase("2026-01-05T00:00:00Z", Some("p-1"), "11");
+        assert_eq!(
+            intake.judge(&changed),
+            Verdict::Rejected("duplicate id p-1 with different content".into())
+        );
+    }
+
+    #[test]
+    fn events_before_the_anchor_or_in_a_closed_period_are_refused() {
+        let c = company("acme");
+        let world = world_with(&c, &["nyc"], &[]);
+        let mut intake = CompanyIntake::new(&world, &c, Vec::new(), Some(1)).unwrap();
+        assert_eq!(
+            intake.judge(&purchase("2025-12-31T23:59:59Z", None, "1")),
+            Verdict::Rejected("before the company's anchor 2026-01-01".into())
+        );
+        assert_eq!(
+            intake.judge(&purchase("2026-01-31T23:59:59Z", None, "1")),
+            Verdict::Rejected("its period is already closed (boundary 2026-02-01)".into())
+        );
+        assert!(matches!(
+            intake.judge(&purchase("2026-02-01T00:00:00Z", None, "1")),
+            Verdict::Accepted { .. }
+        ));
+    }
+
+    #[test]
+    fn a_card_purchase_needs_a_verified_card_and_is_charged_at_once() {
+        let mut c = company("acme");
+        c.billing = Billing::Card;
+        c.card_verified = false;
+        let world = world_with(&c, &["nyc"], &[]);
+        let mut intake = CompanyIntake::new(&world, &c, Vec::new(), None).unwrap();
+        let buy = purchase("2026-01-05T00:00:00Z", Some("p-7"), "20");
+        assert_eq!(
+            intake.judge(&buy),
+            Verdict::Rejected(CARD_NOT_VERIFIED.into())
+        );
+        let mut verified = event("2026-01-06T00:00:00Z", EventKind::CardVerified);
+        verified.company = "acme".into();
+        assert!(matches!(
+            intake.judge(&verified),
+            Verdict::Accepted { ledger: None, .. }
+        ));
+        let buy = purchase("2026-01-07T00:00:00Z", Some("p-8"), "20");
+        let Verdict::Accepted {
+            ledger: Some(entry),
+            card_charge: Some(charge),
+        } = intake.judge(&buy)
+        else {
+            panic!("a verified card's purchase is accepted and charged");
+        };
+        assert_eq!(
+            (entry.kind, entry.amount, entry.reference.as_str()),
+            (EntryKind::Purchase, dec("20"), "p-8")
+        );
+        assert_eq!(
+            (charge.kind, charge.reference.as_str()),
+            (CardChargeKind::CreditPurchase, "p-8")
+        );
+    }
+
+    #[test]
+    fn a_contracted_removal_needs_finance() {
+        let c = company("acme");
+        let world = world_with(&c, &["nyc"], &[]);
+        let mut intake = CompanyIntake::new(&world, &c, Vec::new(), None).unwrap();
+        let mut removal = event(
+            "2026-01-05T00:00:00Z",
+            EventKind::LicenseRemoval {
+                office: "nyc".into(),
+                product: "talk".into(),
+                quantity: 1,
+                override_: false,
+            },
+        );
+        removal.company = "acme".into();
+        assert_eq!(
+            intake.judge(&removal),
+            Verdict::Rejected(CONTRACTED_REMOVAL.into())
+        );
+    }
+}

@@ -235,7 +235,7 @@ impl PriceList {
 /// `pools` are the pools after the removals due at the boundary; `purchases` are every
 /// purchase of the company (those made in the period ending at `k` are billed);
 /// `recorded_before` limits the price corrections that count (the boundary itself, or a
-/// re-run's instant).
+/// re-run's instant). `Err` names a line whose amount is beyond what a decimal can hold.
 pub fn license_lines(
     company: &Company,
     products: &BTreeMap<String, Product>,
@@ -244,7 +244,7 @@ pub fn license_lines(
     pools: &BTreeMap<PoolKey, Pool>,
     purchases: &[Purchase],
     recorded_before: DateTime<Utc>,
-) -> Vec<Line> {
+) -> Result<Vec<Line>, String> {
     let grid = company.grid();
     let currency = &company.currency;
     let mut lines = Vec::new();
@@ -276,12 +276,14 @@ pub fn license_lines(
             ),
             quantity: Some(pool.quantity),
             unit_price: Some(price),
-            amount: currency.round_line(quantity * price),
+            amount: currency.round_line(quantity.checked_mul(price).ok_or_else(|| {
+                format!("the license fee of {office}/{code} is beyond the range of amounts")
+            })?),
             source: String::new(),
         });
     }
     if k == 0 {
-        return lines;
+        return Ok(lines);
     }
     let (period_start, period_end) = (grid.boundary_at(k - 1), grid.boundary_at(k));
     for p in purchases
@@ -298,7 +300,13 @@ pub fn license_lines(
         );
         let price = prices.price(&p.pool.product, start, recorded_before);
         let date = grid.local_date(p.at);
-        let (amount, remaining, days) = proration(p.added, price, date, start, end);
+        let (amount, remaining, days) =
+            proration(p.added, price, date, start, end).ok_or_else(|| {
+                format!(
+                    "the proration of {} is beyond the range of amounts",
+                    p.reference
+                )
+            })?;
         lines.push(Line {
             kind: LineKind::Proration,
             office: Some(p.pool.office.clone()),
@@ -313,7 +321,7 @@ pub fn license_lines(
             source: p.reference.clone(),
         });
     }
-    lines
+    Ok(lines)
 }
 
 /// The `bundle_fee` lines of boundary `k`: one per bundle whose cadence period starts there,
@@ -448,13 +456,213 @@ pub fn document(company: &Company, grid: &Grid, k: u32, lines: Vec<Line>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::grid::Term;
+    use crate::domain::words::Scope;
+    use crate::testkit::{company, d, dec, t};
 
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    fn entry(kind: EntryKind, scope: Scope, amount: &str, reference: &str) -> LedgerEntry {
+        LedgerEntry {
+            at: t("2026-01-10T12:00:00Z"),
+            scope,
+            wallet: Wallet::Universal,
+            kind,
+            amount: dec(amount),
+            reference: reference.into(),
+            expires_at: None,
+        }
     }
 
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    fn talk() -> BTreeMap<String, Product> {
+        BTreeMap::from([(
+            "talk".to_string(),
+            Product {
+                code: "talk".into(),
+                name: "Talk".into(),
+                term: Term::Monthly,
+                unit_price: dec("25.00"),
+            },
+        )])
+    }
+
+    #[test]
+    fn an_invoiced_company_gets_a_line_per_purchase_and_recharge() {
+        let c = company("acme");
+        let made = [
+            entry(EntryKind::Purchase, Scope::Company, "100.00", "p-1"),
+            entry(
+                EntryKind::Debit,
+                Scope::Company,
+                "-3.000000",
+                "usage that bills nothing here",
+            ),
+            entry(
+                EntryKind::Recharge,
+                Scope::Office("nyc".into()),
+                "25.00",
+                "u-9#recharge1",
+            ),
+        ];
+        let lines = credit_lines(&c, &made);
+        let view: Vec<_> = lines
+            .iter()
+            .map(|l| (l.kind, l.office.clone(), l.amount, l.source.as_str()))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                (LineKind::CreditPurchase, None, dec("100.00"), "p-1"),
+                (
+                    LineKind::AutoRecharge,
+                    Some("nyc".into()),
+                    dec("25.00"),
+                    "u-9#recharge1"
+                ),
+            ]
+        );
+        let card = Company {
+            billing: Billing::Card,
+            ..c
+        };
+        assert!(
+            credit_lines(&card, &made).is_empty(),
+            "a card company was charged at once"
+        );
+    }
+
+    #[test]
+    fn arrears_round_half_up_once_and_settle_the_exact_balance() {
+        let c = company("acme");
+        let mut w = Wallets::default();
+        // 0.525 owed: half-up gives 0.53 (banker's rounding would give 0.52).
+        w.apply(
+            &entry(EntryKind::Debit, Scope::Company, "-0.525000", "u-1"),
+            (0, 0),
+        );
+        // 0.004 owed rounds to nothing: neither line nor settle.
+        w.apply(
+            &entry(
+                EntryKind::Debit,
+                Scope::Office("osa".into()),
+                "-0.004000",
+                "u-2",
+            ),
+            (0, 0),
+        );
+        w.apply(
+            &entry(
+                EntryKind::Debit,
+                Scope::Office("nyc".into()),
+                "-1.005000",
+                "u-3",
+            ),
+            (0, 0),
+        );
+        let at = t("2026-02-01T00:00:00Z");
+        let (lines, settles) = arrears(&c, &w, at, "acme-20260201");
+        let amounts: Vec<_> = lines.iter().map(|l| (l.office.clone(), l.amount)).collect();
+        assert_eq!(
+            amounts,
+            [(None, dec("0.53")), (Some("nyc".into()), dec("1.01"))],
+            "scopes in file order, each rounded half-up"
+        );
+        let settled: Vec<_> = settles
+            .iter()
+            .map(|e| (e.scope.to_string(), e.amount))
+            .collect();
+        assert_eq!(
+            settled,
+            [
+                ("company".to_string(), dec("0.525")),
+                ("nyc".to_string(), dec("1.005"))
+            ]
+        );
+        assert!(
+            settles
+                .iter()
+                .all(|e| e.reference == "acme-20260201" && e.at == at)
+        );
+        let card = Company {
+            billing: Billing::Card,
+            ..c
+        };
+        assert_eq!(
+            arrears(&card, &w, at, "x"),
+            (vec![], vec![]),
+            "carried forward"
+        );
+    }
+
+    #[test]
+    fn license_fees_bill_terms_starting_at_the_boundary_and_prorate_purchases() {
+        let c = company("acme");
+        let pools = BTreeMap::from([
+            (
+                PoolKey::new(&"nyc".into(), "talk"),
+                Pool {
+                    quantity: 3,
+                    pending_removal: 1,
+                    assigned: 1,
+                },
+            ),
+            (PoolKey::new(&"sf".into(), "talk"), Pool::default()),
+        ]);
+        let purchases = [Purchase {
+            reference: "events.jsonl:4".into(),
+            at: t("2026-01-11T09:00:00Z"),
+            pool: PoolKey::new(&"nyc".into(), "talk"),
+            added: 2,
+        }];
+        let prices = PriceList::new(&talk(), Vec::new());
+        let at = c.grid().boundary_at(1);
+        let lines = license_lines(&c, &talk(), &prices, 1, &pools, &purchases, at).unwrap();
+        let view: Vec<_> = lines
+            .iter()
+            .map(|l| (l.kind, l.quantity, l.amount))
+            .collect();
+        // 3 seats × 25.00; an empty pool bills nothing; 2 × 25.00 × 21/31 = 33.870967… → 33.87.
+        assert_eq!(
+            view,
+            [
+                (LineKind::LicenseFee, Some(3), dec("75.00")),
+                (LineKind::Proration, Some(2), dec("33.87")),
+            ]
+        );
+        assert_eq!(lines[1].source, "events.jsonl:4");
+        assert!(
+            license_lines(&c, &talk(), &prices, 0, &pools, &purchases, at)
+                .unwrap()
+                .iter()
+                .all(|l| l.kind == LineKind::LicenseFee),
+            "nothing is prorated at the anchor"
+        );
+    }
+
+    #[test]
+    fn bundle_fees_follow_their_cadence_from_their_start() {
+        let c = company("acme");
+        let bundle = |id: &str, cadence, start| Bundle {
+            id: id.into(),
+            company: c.id.clone(),
+            scope: Scope::Company,
+            kind: BundleKind::Telephony,
+            credits: dec("500"),
+            fee: dec("450.005"),
+            cadence,
+            start: d(start),
+        };
+        let bundles = [
+            bundle("m", Term::Monthly, "2026-02-01"),
+            bundle("y", Term::Annual, "2026-01-01"),
+        ];
+        let at = |k| {
+            bundle_lines(&c, &bundles, k)
+                .into_iter()
+                .map(|l| (l.product, l.amount))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(0), [("y".to_string(), dec("450.01"))]);
+        assert_eq!(at(1), [("m".to_string(), dec("450.01"))]);
+        assert_eq!(at(12).len(), 2, "the annual bundle renews a year on");
     }
 
     #[test]

@@ -372,41 +372,38 @@ impl LicenseBook {
 }
 
 /// The unrounded proration of seats added on `date` for the rest of the term
-/// `[term_start, term_end)`: `added × unit_price × remaining_days / term_days`.
+/// `[term_start, term_end)`: `added × unit_price × remaining_days / term_days`, with the
+/// remaining and term days; `None` when the amount is beyond what a decimal can hold.
 pub fn proration(
     added: i64,
     unit_price: Decimal,
     date: NaiveDate,
     term_start: NaiveDate,
     term_end: NaiveDate,
-) -> (Decimal, i64, i64) {
+) -> Option<(Decimal, i64, i64)> {
     let remaining = Grid::days_between(date, term_end);
     let term_days = Grid::days_between(term_start, term_end);
-    let amount =
-        Decimal::from(added) * unit_price * Decimal::from(remaining) / Decimal::from(term_days);
-    (amount, remaining, term_days)
+    let amount = Decimal::from(added)
+        .checked_mul(unit_price)?
+        .checked_mul(Decimal::from(remaining))?
+        .checked_div(Decimal::from(term_days))?;
+    Some((amount, remaining, term_days))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::model::CreditSharing;
     use crate::domain::money::Currency;
+    use crate::testkit::{d, t};
     use proptest::prelude::*;
     use std::str::FromStr;
 
     fn company(billing: Billing) -> Company {
         Company {
-            id: "acme".into(),
-            name: "Acme".into(),
             time_zone: chrono_tz::America::New_York,
-            currency: Currency::from_code("USD").unwrap(),
-            anchor: NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
+            anchor: d("2026-01-31"),
             billing,
-            card_verified: true,
-            credit_sharing: CreditSharing::Company,
-            primary_office: "nyc".into(),
-            auto_recharge: None,
+            ..crate::testkit::company("acme")
         }
     }
 
@@ -464,10 +461,6 @@ mod tests {
         LicenseBook::new(&company(billing), &products(), &pools, &users)
     }
 
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
     fn removal(product: &str, quantity: i64, override_: bool) -> EventKind {
         EventKind::LicenseRemoval {
             office: "nyc".into(),
@@ -492,7 +485,7 @@ mod tests {
     #[test]
     fn contracted_removal_needs_override_and_free_seats() {
         let mut b = book(Billing::Invoiced);
-        let t = at("2026-02-10T12:00:00Z");
+        let t = t("2026-02-10T12:00:00Z");
         assert_eq!(
             b.apply(t, "e:1", &removal("talk", 1, false)),
             Err(CONTRACTED_REMOVAL.into())
@@ -508,21 +501,13 @@ mod tests {
     #[test]
     fn card_company_removal_is_applied_at_term_end() {
         let mut b = book(Billing::Card);
-        b.apply(
-            at("2026-02-10T12:00:00Z"),
-            "e:1",
-            &removal("talk", 2, false),
-        )
-        .unwrap();
-        b.apply(
-            at("2026-02-10T12:00:00Z"),
-            "e:2",
-            &removal("sell", 1, false),
-        )
-        .unwrap();
-        b.advance_to(at("2026-02-28T04:59:59Z"));
+        b.apply(t("2026-02-10T12:00:00Z"), "e:1", &removal("talk", 2, false))
+            .unwrap();
+        b.apply(t("2026-02-10T12:00:00Z"), "e:2", &removal("sell", 1, false))
+            .unwrap();
+        b.advance_to(t("2026-02-28T04:59:59Z"));
         assert_eq!(b.pools()[&key("talk")].quantity, 5);
-        b.advance_to(at("2026-02-28T05:00:00Z"));
+        b.advance_to(t("2026-02-28T05:00:00Z"));
         assert_eq!(
             b.pools()[&key("talk")],
             Pool {
@@ -533,7 +518,7 @@ mod tests {
         );
         // The annual pool keeps its seat until the annual term ends at boundary 12.
         assert_eq!(b.pools()[&key("sell")].pending_removal, 1);
-        b.advance_to(at("2027-01-31T05:00:00Z"));
+        b.advance_to(t("2027-01-31T05:00:00Z"));
         assert_eq!(b.pools()[&key("sell")].quantity, 1);
         let boundaries: Vec<_> = b.applied_removals().iter().map(|r| r.boundary).collect();
         assert_eq!(boundaries, [1, 12]);
@@ -542,7 +527,7 @@ mod tests {
     #[test]
     fn purchase_restores_before_adding() {
         let mut b = book(Billing::Card);
-        let t = at("2026-02-10T12:00:00Z");
+        let t = t("2026-02-10T12:00:00Z");
         b.apply(t, "e:1", &removal("talk", 3, false)).unwrap();
         b.apply(t, "e:2", &purchase("talk", 2)).unwrap();
         assert_eq!(
@@ -570,7 +555,7 @@ mod tests {
     #[test]
     fn assignments_follow_the_free_seat_rule() {
         let mut b = book(Billing::Card);
-        let t = at("2026-02-10T12:00:00Z");
+        let t = t("2026-02-10T12:00:00Z");
         let assign = |u: &str, p: &str| EventKind::LicenseAssign {
             office: "nyc".into(),
             product: p.into(),
@@ -623,7 +608,8 @@ mod tests {
             d("2026-02-10"),
             d("2026-01-31"),
             d("2026-02-28"),
-        );
+        )
+        .unwrap();
         assert_eq!((remaining, days), (18, 28));
         assert_eq!(
             Currency::from_code("USD").unwrap().round_line(amount),
@@ -635,8 +621,20 @@ mod tests {
             d("2026-01-31"),
             d("2026-01-31"),
             d("2026-02-28"),
-        );
+        )
+        .unwrap();
         assert_eq!(full, Decimal::from(50));
+        assert_eq!(
+            proration(
+                i64::MAX,
+                Decimal::MAX,
+                d("2026-01-31"),
+                d("2026-01-31"),
+                d("2026-02-28"),
+            ),
+            None,
+            "an amount beyond a decimal is refused, not a panic"
+        );
     }
 
     proptest! {
@@ -664,8 +662,8 @@ mod tests {
                 // Seats held from day w[0] to day w[1]: bought at w[0] for the rest of the term,
                 // minus what buying at w[1] would have cost.
                 let at = |n: i64| start + chrono::Duration::days(n);
-                let (from_here, _, _) = proration(seats, price, at(w[0]), start, end);
-                let (from_next, _, _) = proration(seats, price, at(w[1]), start, end);
+                let (from_here, _, _) = proration(seats, price, at(w[0]), start, end).unwrap();
+                let (from_next, _, _) = proration(seats, price, at(w[1]), start, end).unwrap();
                 total += usd.round_line(from_here - from_next);
             }
             let full = usd.round_line(Decimal::from(seats) * price);

@@ -81,6 +81,12 @@ pub fn to_micros(amount: Decimal) -> Option<i64> {
     i64::try_from(scaled).ok()
 }
 
+/// Whether an amount can be stored: six decimals at most, and within the range of 64-bit
+/// micro-units (about ±9.2 × 10¹²).
+pub fn storable(amount: Decimal) -> bool {
+    to_micros(amount).is_some()
+}
+
 /// Converts integer micro-units back to an amount with six decimals.
 pub fn from_micros(micros: i64) -> Decimal {
     Decimal::new(micros, MICRO_DP)
@@ -96,12 +102,8 @@ pub fn format_micro(amount: Decimal) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::dec;
     use proptest::prelude::*;
-    use std::str::FromStr;
-
-    fn dec(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
 
     #[test]
     fn currencies_know_their_minor_units() {

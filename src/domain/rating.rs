@@ -44,14 +44,16 @@ pub fn increment_of(rate: &Rate) -> (u32, u32) {
 /// Only the division by 60 can produce more decimals than a price has, so only calls are
 /// rounded; every other product of a price (at most 6 decimals) and a count is exact.
 ///
-/// Like all `Decimal` arithmetic this panics only when the cost exceeds about 7.9 × 10²⁸.
-pub fn usage_cost(service: Service, price: Decimal, billable_quantity: u64) -> Decimal {
-    let quantity = Decimal::from(billable_quantity);
+/// `None` when the cost is beyond what a decimal can hold (about 7.9 × 10²⁸).
+pub fn usage_cost(service: Service, price: Decimal, billable_quantity: u64) -> Option<Decimal> {
+    let cost = price.checked_mul(Decimal::from(billable_quantity))?;
     if service == Service::Calling {
-        (price * quantity / Decimal::from(60))
-            .round_dp_with_strategy(MICRO_DP, RoundingStrategy::MidpointAwayFromZero)
+        Some(
+            cost.checked_div(Decimal::from(60))?
+                .round_dp_with_strategy(MICRO_DP, RoundingStrategy::MidpointAwayFromZero),
+        )
     } else {
-        price * quantity
+        Some(cost)
     }
 }
 
@@ -236,11 +238,11 @@ impl RateCard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::dec;
     use proptest::prelude::*;
-    use std::str::FromStr;
 
-    fn dec(s: &str) -> Decimal {
-        Decimal::from_str(s).expect("test literal")
+    fn cost(service: Service, price: Decimal, quantity: u64) -> Decimal {
+        usage_cost(service, price, quantity).expect("within a decimal's range")
     }
 
     fn rate(
@@ -321,52 +323,31 @@ mod tests {
 
     #[test]
     fn call_cost_is_per_minute_rounded_half_up_to_six_places() {
-        assert_eq!(usage_cost(Service::Calling, dec("0.02"), 60), dec("0.02"));
-        assert_eq!(usage_cost(Service::Calling, dec("0.02"), 126), dec("0.042"));
-        assert_eq!(usage_cost(Service::Calling, dec("0.01"), 0), Decimal::ZERO);
+        assert_eq!(cost(Service::Calling, dec("0.02"), 60), dec("0.02"));
+        assert_eq!(cost(Service::Calling, dec("0.02"), 126), dec("0.042"));
+        assert_eq!(cost(Service::Calling, dec("0.01"), 0), Decimal::ZERO);
         // 0.01 × 7 / 60 = 0.0011666… → 0.001167
-        assert_eq!(
-            usage_cost(Service::Calling, dec("0.01"), 7),
-            dec("0.001167")
-        );
+        assert_eq!(cost(Service::Calling, dec("0.01"), 7), dec("0.001167"));
         // 0.01 × 1 / 60 = 0.000166… → 0.000167
-        assert_eq!(
-            usage_cost(Service::Calling, dec("0.01"), 1),
-            dec("0.000167")
-        );
+        assert_eq!(cost(Service::Calling, dec("0.01"), 1), dec("0.000167"));
         // 0.000003 × 10 / 60 = 0.0000005: a true midpoint goes up, not to even.
-        assert_eq!(
-            usage_cost(Service::Calling, dec("0.000003"), 10),
-            dec("0.000001")
-        );
+        assert_eq!(cost(Service::Calling, dec("0.000003"), 10), dec("0.000001"));
         // 0.000009 × 10 / 60 = 0.0000015 → 0.000002 (banker's rounding would also give this;
         // the case above is the one that tells them apart).
-        assert_eq!(
-            usage_cost(Service::Calling, dec("0.000009"), 10),
-            dec("0.000002")
-        );
-        assert!(usage_cost(Service::Calling, dec("0.0123"), 37).scale() <= MICRO_DP);
+        assert_eq!(cost(Service::Calling, dec("0.000009"), 10), dec("0.000002"));
+        assert!(cost(Service::Calling, dec("0.0123"), 37).scale() <= MICRO_DP);
     }
 
     #[test]
     fn other_costs_are_exact_products() {
+        assert_eq!(cost(Service::Messaging, dec("0.0079"), 3), dec("0.0237"));
+        assert_eq!(cost(Service::Fax, dec("0.07"), 12), dec("0.84"));
+        assert_eq!(cost(Service::AiAgent, dec("0.123456"), 7), dec("0.864192"));
         assert_eq!(
-            usage_cost(Service::Messaging, dec("0.0079"), 3),
-            dec("0.0237")
-        );
-        assert_eq!(usage_cost(Service::Fax, dec("0.07"), 12), dec("0.84"));
-        assert_eq!(
-            usage_cost(Service::AiAgent, dec("0.123456"), 7),
-            dec("0.864192")
-        );
-        assert_eq!(
-            usage_cost(Service::SpeechIvr, dec("0.000001"), 1),
+            cost(Service::SpeechIvr, dec("0.000001"), 1),
             dec("0.000001")
         );
-        assert_eq!(
-            usage_cost(Service::Omnichannel, dec("1.5"), 0),
-            Decimal::ZERO
-        );
+        assert_eq!(cost(Service::Omnichannel, dec("1.5"), 0), Decimal::ZERO);
     }
 
     /// A card like the product's own: free local calls for Talk, paid for the others,
@@ -932,7 +913,7 @@ mod tests {
             mantissa in 0i64..100_000_000, scale in 0u32..=6, seconds in 0u64..10_000_000,
         ) {
             let price = Decimal::new(mantissa, scale);
-            let cost = usage_cost(Service::Calling, price, seconds);
+            let cost = cost(Service::Calling, price, seconds);
             prop_assert_eq!(cost, reference_call_cost(price, seconds));
             prop_assert!(cost.scale() <= MICRO_DP);
         }
@@ -940,7 +921,7 @@ mod tests {
         #[test]
         fn other_costs_are_exact(mantissa in 0i64..100_000_000, scale in 0u32..=6, q in 0u64..10_000_000) {
             let price = Decimal::new(mantissa, scale);
-            let cost = usage_cost(Service::Messaging, price, q);
+            let cost = cost(Service::Messaging, price, q);
             prop_assert_eq!(cost, Decimal::from_i128_with_scale(i128::from(mantissa) * i128::from(q), scale));
         }
 
@@ -949,7 +930,7 @@ mod tests {
             mantissa in 0i64..100_000_000, scale in 0u32..=6, minutes in 0u64..100_000,
         ) {
             let price = Decimal::new(mantissa, scale);
-            prop_assert_eq!(usage_cost(Service::Calling, price, minutes * 60), price * Decimal::from(minutes));
+            prop_assert_eq!(cost(Service::Calling, price, minutes * 60), price * Decimal::from(minutes));
         }
     }
 }

@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 
 use super::licenses::LicenseBook;
 use super::model::{Company, World};
+use super::money::storable;
 use super::rating::{RateCard, billed_seconds, increment_of, usage_cost};
 use super::sms;
 use super::words::{CompanyId, Direction, OfficeId, Service, Unit, UsageType, Wallet};
@@ -167,6 +168,15 @@ pub fn judge(
     } else {
         (quantity, None)
     };
+    let cost = usage_cost(input.service, rate.price, billable)
+        .filter(|c| storable(*c))
+        .ok_or_else(|| {
+            format!(
+                "cost of {billable} {} at {} is beyond the range of amounts",
+                Unit::of(input.service, input.usage_type).as_str(),
+                rate.price
+            )
+        })?;
     Ok(Some(Usage {
         company: company.id.clone(),
         id: input.id.clone(),
@@ -186,7 +196,7 @@ pub fn judge(
         unit: Unit::of(input.service, input.usage_type),
         rate: rate.price,
         increment,
-        cost: usage_cost(input.service, rate.price, billable),
+        cost,
         content: input.content.clone(),
     }))
 }
@@ -266,4 +276,192 @@ pub struct Unrated {
     pub service: Service,
     /// Its exact cost.
     pub cost: Decimal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::grid::Term;
+    use crate::domain::model::{Event, EventKind, InitialPool, Party, PartyKind, Product, Rate};
+    use crate::testkit::{company, dec, t, world_with};
+
+    fn input(service: Service, usage_type: Option<UsageType>) -> UsageInput {
+        UsageInput {
+            id: "u-1".into(),
+            occurred_at: t("2026-01-10T10:00:00Z"),
+            received_at: t("2026-01-10T10:00:00Z"),
+            office: "nyc".into(),
+            party: "ada".into(),
+            service,
+            usage_type,
+            direction: Some(Direction::Outbound),
+            remote_number: Some("+12125550000".into()),
+            number_used: String::new(),
+            duration_s: None,
+            segments: None,
+            body: String::new(),
+            pages: None,
+            sessions: None,
+            units: None,
+            content: "u-1 as written".into(),
+        }
+    }
+
+    /// acme with office nyc, user ada holding `talk` until 2026-01-15, a local-call rate of
+    /// 0.02/min and a free one for Talk holders.
+    fn world() -> World {
+        let c = company("acme");
+        let mut w = world_with(&c, &["nyc"], &[]);
+        w.products.insert(
+            "talk".into(),
+            Product {
+                code: "talk".into(),
+                name: "Talk".into(),
+                term: Term::Monthly,
+                unit_price: dec("25"),
+            },
+        );
+        w.pools.push(InitialPool {
+            company: c.id.clone(),
+            office: "nyc".into(),
+            product: "talk".into(),
+            quantity: 1,
+        });
+        w.parties.push(Party {
+            id: "ada".into(),
+            kind: PartyKind::User,
+            company: c.id.clone(),
+            office: "nyc".into(),
+            name: "Ada".into(),
+            phone: None,
+            product: Some("talk".into()),
+        });
+        let rate = |product: Option<&str>, price: &str| Rate {
+            service: Service::Calling,
+            usage_type: Some(UsageType::Local),
+            direction: None,
+            prefix: None,
+            product: product.map(str::to_string),
+            price: dec(price),
+            increment: Some((6, 6)),
+        };
+        w.rates = vec![rate(None, "0.0200"), rate(Some("talk"), "0")];
+        w.indexed()
+    }
+
+    fn judged(
+        input: &UsageInput,
+        accepted: &BTreeMap<String, String>,
+    ) -> Result<Option<Usage>, String> {
+        let world = world();
+        let c = &world.companies["acme"];
+        let unassign = Event {
+            at: t("2026-01-15T00:00:00Z"),
+            company: c.id.clone(),
+            source: "events.jsonl".into(),
+            line: 1,
+            id: None,
+            kind: EventKind::LicenseUnassign { user: "ada".into() },
+        };
+        let book = LicenseBook::after(&world, c, &[unassign]).unwrap();
+        let card = RateCard::new(&world.rates).unwrap();
+        judge(input, ("usage.csv", 2), &world, c, &book, &card, accepted)
+    }
+
+    #[test]
+    fn the_quantity_depends_on_the_service() {
+        let mut call = input(Service::Calling, Some(UsageType::Local));
+        assert_eq!(quantity(&call), Err("duration_s: missing".into()));
+        call.duration_s = Some(-5);
+        assert_eq!(quantity(&call), Err("duration_s: -5 is negative".into()));
+        call.duration_s = Some(0);
+        assert_eq!(quantity(&call), Ok(0));
+        let mut sms = input(Service::Messaging, Some(UsageType::A2pSms));
+        assert_eq!(quantity(&sms), Ok(1), "an empty body is one segment");
+        sms.body = "A".repeat(161);
+        assert_eq!(quantity(&sms), Ok(2));
+        sms.segments = Some(3);
+        assert_eq!(quantity(&sms), Ok(3), "given segments are used as is");
+        sms.segments = Some(0);
+        assert_eq!(quantity(&sms), Err("segments: 0 must be at least 1".into()));
+        assert_eq!(
+            quantity(&input(Service::Messaging, Some(UsageType::P2pMms))),
+            Ok(1)
+        );
+        assert_eq!(
+            quantity(&input(Service::Fax, Some(UsageType::Fax))),
+            Err("pages: missing".into())
+        );
+        let mut ivr = input(Service::SpeechIvr, None);
+        ivr.units = Some(250);
+        assert_eq!(quantity(&ivr), Ok(250));
+    }
+
+    #[test]
+    fn the_product_held_when_the_call_happened_picks_the_rate() {
+        let mut call = input(Service::Calling, Some(UsageType::Local));
+        call.duration_s = Some(61);
+        let held = judged(&call, &BTreeMap::new()).unwrap().unwrap();
+        assert_eq!((held.cost, held.billable_quantity), (dec("0"), 66));
+        call.occurred_at = t("2026-01-20T10:00:00Z");
+        call.received_at = call.occurred_at;
+        let after = judged(&call, &BTreeMap::new()).unwrap().unwrap();
+        // 66 s at 0.02/min = 0.022.
+        assert_eq!(
+            (after.cost, after.increment, after.unit),
+            (dec("0.022"), Some((6, 6)), Unit::Second)
+        );
+    }
+
+    #[test]
+    fn rows_the_live_system_would_refuse_are_rejected_with_a_reason() {
+        let mut call = input(Service::Calling, Some(UsageType::Local));
+        call.duration_s = Some(5);
+        let none = BTreeMap::new();
+        let mut early = call.clone();
+        early.occurred_at = t("2025-12-31T23:59:59Z");
+        assert_eq!(
+            judged(&early, &none),
+            Err("before the company's anchor 2026-01-01".into())
+        );
+        let mut office = call.clone();
+        office.office = "paris".into();
+        assert_eq!(
+            judged(&office, &none),
+            Err("unknown office paris of company acme".into())
+        );
+        let mut user = call.clone();
+        user.party = "zed".into();
+        assert_eq!(
+            judged(&user, &none),
+            Err("unknown user or group zed of company acme".into())
+        );
+        let mut intl = call.clone();
+        intl.usage_type = Some(UsageType::International);
+        assert!(
+            judged(&intl, &none)
+                .unwrap_err()
+                .starts_with("no rate for calling/international/outbound")
+        );
+        let same = BTreeMap::from([("u-1".to_string(), call.content.clone())]);
+        assert_eq!(
+            judged(&call, &same),
+            Ok(None),
+            "the same row again is a no-op"
+        );
+        let other = BTreeMap::from([("u-1".to_string(), "something else".to_string())]);
+        assert_eq!(
+            judged(&call, &other),
+            Err("duplicate id u-1 with different content".into())
+        );
+        let mut huge = call.clone();
+        huge.usage_type = Some(UsageType::Local);
+        huge.party = String::new();
+        huge.duration_s = Some(i64::MAX);
+        assert!(
+            judged(&huge, &none)
+                .unwrap_err()
+                .contains("beyond the range of amounts")
+        );
+    }
 }

@@ -237,6 +237,7 @@ impl Wallets {
                 }
             }
         }
+        debug_assert!(left <= Decimal::ZERO, "a charge is debited in full");
         entries
     }
 
@@ -392,10 +393,9 @@ mod tests {
         assert_eq!(w.plan_usage(t(31)).len(), 1);
     }
 
+    /// Midnight UTC of a day of March 2026.
     fn t(day: u32) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(&format!("2026-03-{day:02}T00:00:00Z"))
-            .unwrap()
-            .with_timezone(&Utc)
+        crate::testkit::t(&format!("2026-03-{day:02}T00:00:00Z"))
     }
 
     fn grant(wallet: Wallet, amount: i64, reference: &str, expires: u32) -> LedgerEntry {

@@ -1,7 +1,6 @@
-//! Reports: the replay and dump files, and the text reports of `status` and `plan-usage`.
+//! Files: the replay and dump files, written the way every billrun CSV is written.
 
 mod csv_file;
 pub mod replay_files;
-pub mod text;
 
 pub use csv_file::write_csv;

@@ -261,6 +261,7 @@ impl<S: Store> Run<'_, S> {
         fences: &BTreeMap<CompanyId, i64>,
         report: &mut DueReport,
     ) -> anyhow::Result<Vec<(CompanyId, DateTime<Utc>)>> {
+        crate::failpoint::error("close-chunk")?;
         let ids: Vec<CompanyId> = chunk.iter().map(|(c, _)| c.clone()).collect();
         // Read now that the companies are ours: another instance may have closed some since.
         let mut done = finished_steps(self.store, &ids).await?;

@@ -19,7 +19,7 @@ pub trait Backend: sqlx::Database {
     ) -> impl Future<Output = anyhow::Result<Transaction<'static, Self>>> + Send;
 
     /// Creates or upgrades the schema.
-    fn migrate(pool: &Pool<Self>) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn migrate(pool: &Pool<Self>) -> impl Future<Output = anyhow::Result<()>>;
 
     /// Appends ledger entries in the order given, in as few statements as their number allows.
     fn insert_ledger(

@@ -50,7 +50,23 @@ impl Backend for Sqlite {
     }
 
     async fn migrate(pool: &Pool<Self>) -> anyhow::Result<()> {
-        sqlx::migrate!("sql/migrations/sqlite").run(pool).await?;
+        // SQLite's migrator takes no lock: two processes migrating a new file at once would both
+        // create the tables. Holding the write lock for the whole run serializes them; the
+        // migrator's own transactions nest inside as savepoints.
+        let migrator = sqlx::migrate!("sql/migrations/sqlite");
+        let latest = migrator.iter().map(|m| m.version).max();
+        // Up to date: nothing to write, so no lock to wait for. (No table yet: an error.)
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(pool)
+                .await
+                .unwrap_or(None);
+        if applied.is_some() && applied == latest {
+            return Ok(());
+        }
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        migrator.run(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 mod cli;
 mod deploy;
 mod golden;
+mod intake;
 mod production;
 mod store;
 mod support;

@@ -98,6 +98,14 @@ impl TestDb {
         dbs
     }
 
+    /// A fresh, empty database on the same backend.
+    pub async fn another(&self) -> TestDb {
+        match self.pg {
+            None => TestDb::sqlite().await,
+            Some((ref admin, _)) => TestDb::postgres(admin).await,
+        }
+    }
+
     pub async fn store(&self) -> AnyStore {
         match self.backend {
             "sqlite" => AnyStore::Sqlite(SqliteStore::connect(&self.url).await.unwrap()),

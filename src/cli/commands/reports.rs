@@ -6,7 +6,7 @@ use billrun::export;
 use billrun::jobs;
 use billrun::store::Store;
 
-use crate::cli::{Context, EXIT_OK, EXIT_PARTIAL, Failure};
+use crate::cli::{Context, EXIT_OK, EXIT_PARTIAL, Failure, render};
 
 use super::known_company;
 
@@ -26,7 +26,7 @@ pub async fn status<S: Store>(
     };
     let rows = jobs::status::status(store, &world, as_of, company.as_ref()).await?;
     let rejections = store.rejections().await?.len();
-    print!("{}", export::text::status_text(&rows, rejections));
+    print!("{}", render::status_text(&rows, rejections));
     Ok(if rows.iter().any(|r| !r.parked.is_empty()) {
         EXIT_PARTIAL
     } else {
@@ -45,10 +45,7 @@ pub async fn plan_usage<S: Store>(
     let world = store.world().await?;
     let company = known_company(&world, company)?;
     let rows = jobs::plan_usage(store, &world, company, as_of).await?;
-    print!(
-        "{}",
-        export::text::plan_usage_table(&rows, &company.currency)
-    );
+    print!("{}", render::plan_usage_table(&rows, &company.currency));
     Ok(EXIT_OK)
 }
 

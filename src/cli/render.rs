@@ -1,8 +1,8 @@
 //! Reports for people at a terminal: the status of closes and the plan usage view.
 
-use crate::domain::money::Currency;
-use crate::domain::wallets::PlanUsage;
-use crate::jobs::status::CompanyStatus;
+use billrun::domain::money::Currency;
+use billrun::domain::wallets::PlanUsage;
+use billrun::jobs::status::CompanyStatus;
 
 /// The plan usage view as an aligned text table.
 pub fn plan_usage_table(rows: &[PlanUsage], currency: &Currency) -> String {
@@ -82,4 +82,75 @@ pub fn status_text(rows: &[CompanyStatus], rejections: usize) -> String {
     ));
     out.push_str("email queue: usage emails are not part of this version\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use billrun::domain::close::Step;
+    use billrun::domain::words::{Scope, Service, Wallet};
+    use billrun::store::StepFailure;
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use rust_decimal::Decimal;
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn the_status_report_reads_at_a_glance() {
+        let rows = [
+            CompanyStatus {
+                company: "alpha".into(),
+                closed_through: Some(date("2026-01-01")),
+                pending: vec![date("2026-02-01"), date("2026-03-01")],
+                next: date("2026-04-01"),
+                parked: vec![StepFailure {
+                    step: Step::Invoice,
+                    company: "alpha".into(),
+                    boundary_index: 1,
+                    boundary: date("2026-02-01"),
+                    error: "recorded event e-7 of alpha no longer applies".into(),
+                    failed_at: Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 5).unwrap(),
+                }],
+            },
+            CompanyStatus {
+                company: "beta".into(),
+                closed_through: None,
+                pending: vec![],
+                next: date("2026-04-15"),
+                parked: vec![],
+            },
+        ];
+        insta::assert_snapshot!(status_text(&rows, 3));
+    }
+
+    #[test]
+    fn the_plan_usage_table_aligns_its_columns() {
+        let usd = Currency::from_code("USD").unwrap();
+        let rows = [
+            PlanUsage {
+                scope: Scope::Company,
+                wallet: Wallet::Allowance(Service::Calling),
+                committed: Some(Decimal::new(1000, 2)),
+                spent: Some(Decimal::new(1000, 2)),
+                available: Decimal::ZERO,
+            },
+            PlanUsage {
+                scope: Scope::Office("nyc".into()),
+                wallet: Wallet::Telephony,
+                committed: Some(Decimal::new(50000, 2)),
+                spent: Some(Decimal::new(3750, 2)),
+                available: Decimal::new(46250, 2),
+            },
+            PlanUsage {
+                scope: Scope::Office("nyc".into()),
+                wallet: Wallet::Universal,
+                committed: None,
+                spent: None,
+                available: Decimal::new(-525, 3),
+            },
+        ];
+        insta::assert_snapshot!(plan_usage_table(&rows, &usd));
+    }
 }

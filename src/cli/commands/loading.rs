@@ -1,5 +1,6 @@
 //! `load`: a fixture, or a production feed appended to the recorded world.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use billrun::fixture::Fixture;
@@ -16,7 +17,7 @@ pub async fn load<S: Store>(store: &S, dir: &Path) -> Result<u8, Failure> {
     let fx = if with_scenario {
         Fixture::read(dir)?
     } else {
-        Fixture::read_feed(dir, store.world().await?, None)?
+        Fixture::read_feed(dir, store.world().await?, &BTreeMap::new())?
     };
     if with_scenario {
         store.save_world(&fx.world).await?;

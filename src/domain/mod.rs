@@ -7,6 +7,7 @@ pub mod grid;
 pub mod intake;
 pub mod invoice;
 pub mod licenses;
+pub mod limits;
 pub mod model;
 pub mod money;
 pub mod rating;

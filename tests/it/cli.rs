@@ -103,6 +103,127 @@ fn bad_events_and_usage_are_refused_whole() {
 }
 
 #[test]
+fn unreadable_or_repeated_input_is_refused_with_its_line() {
+    assert_load_fails(
+        |d| {
+            let p = d.join("events.jsonl");
+            let mut bytes = std::fs::read(&p).unwrap();
+            let third = bytes
+                .iter()
+                .enumerate()
+                .filter(|&(_, &b)| b == b'\n')
+                .nth(1)
+                .unwrap()
+                .0;
+            bytes.insert(third + 5, 0xff);
+            std::fs::write(p, bytes).unwrap();
+        },
+        "events.jsonl:3: -: invalid UTF-8",
+    );
+    assert_load_fails(
+        |d| {
+            edit(
+                &d.join("events.jsonl"),
+                "\"quantity\": 3}",
+                "\"quantity\": 3, \"quantity\": 4}",
+            )
+        },
+        "events.jsonl:1: quantity: duplicate key",
+    );
+    assert_load_fails(
+        |d| {
+            edit(
+                &d.join("events.jsonl"),
+                "2026-02-10T15:30:00Z",
+                "2026-06-30T23:59:60Z",
+            )
+        },
+        "events.jsonl:1: at: \"2026-06-30T23:59:60Z\" is a leap second",
+    );
+    assert_load_fails(
+        |d| {
+            edit(
+                &d.join("scenario.toml"),
+                "quantity = 10",
+                "quantity = 2_000_000_000",
+            )
+        },
+        ": license.quantity: 2000000000 is beyond the limit of 1000000000",
+    );
+}
+
+/// A byte-order mark and CRLF line ends load the same world as the files as written.
+#[test]
+fn a_byte_order_mark_and_crlf_line_ends_load_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    copy_fixture("demo", &input);
+    for f in ["scenario.toml", "events.jsonl", "usage.csv"] {
+        let p = input.join(f);
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, format!("\u{feff}{}", text.replace('\n', "\r\n"))).unwrap();
+    }
+    let (plain, marked) = (dir.path().join("plain"), dir.path().join("marked"));
+    for (fixture_dir, db, out) in [(fixture("demo"), "a", &plain), (input, "b", &marked)] {
+        let url = sqlite_url(&dir.path().join(db));
+        std::fs::create_dir(dir.path().join(db)).unwrap();
+        billrun()
+            .args(["--database", &url, "load"])
+            .arg(&fixture_dir)
+            .assert()
+            .code(3);
+        crate::support::dump(&url, out);
+    }
+    for f in ["licenses.csv", "rejections.csv"] {
+        assert_eq!(csv_rows(&plain.join(f)), csv_rows(&marked.join(f)), "{f}");
+    }
+}
+
+/// A production feed's events carry ids; a fixture's may go without.
+#[test]
+fn every_event_of_a_feed_needs_an_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    billrun()
+        .args(["--database", &url, "load"])
+        .arg(fixture("demo"))
+        .assert()
+        .code(3);
+    let feed = dir.path().join("feed");
+    std::fs::create_dir(&feed).unwrap();
+    let line = |id: &str| {
+        format!(
+            "{{{id}\"at\": \"2026-06-01T00:00:00Z\", \"type\": \"card_verified\", \"company\": \"bluebird\"}}\n"
+        )
+    };
+    std::fs::write(
+        feed.join("events.jsonl"),
+        format!("{}{}", line("\"id\": \"f-1\", "), line("")),
+    )
+    .unwrap();
+    let out = billrun()
+        .args(["--database", &url, "load"])
+        .arg(&feed)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "events.jsonl:2: id: missing required key (every event of a feed needs an id)"
+        ),
+        "{stderr}"
+    );
+    std::fs::write(feed.join("events.jsonl"), line("\"id\": \"f-1\", ")).unwrap();
+    billrun()
+        .args(["--database", &url, "load"])
+        .arg(&feed)
+        .assert()
+        .success();
+}
+
+#[test]
 fn replay_without_a_scenario_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let out = billrun()

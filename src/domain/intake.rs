@@ -61,8 +61,9 @@ impl<'a> CompanyIntake<'a> {
     /// Judges `event` (the next in arrival order); an accepted one is taken into the state.
     ///
     /// In order: a repeated id is a duplicate (same content) or a rejection; then an event
-    /// before the anchor, or dated in a period already closed, is refused; then the rules of
-    /// its kind (a credit purchase's card and scope, a license event's pool rules).
+    /// earlier than the company's latest recorded event, before the anchor, or dated in a
+    /// period already closed is refused; then the rules of its kind (a credit purchase's card
+    /// and scope, a license event's pool rules).
     pub fn judge(&mut self, event: &Event) -> Verdict {
         if let Some(id) = &event.id
             && let Some(earlier) = self.accepted.iter().find(|e| e.id.as_ref() == Some(id))
@@ -75,7 +76,19 @@ impl<'a> CompanyIntake<'a> {
         }
         let company = self.company;
         let grid = company.grid();
-        let verdict = if event.at < grid.boundary_at(0) {
+        let latest = self.accepted.last().map(|e| e.at);
+        let verdict = if let Some(latest) = latest
+            && event.at < latest
+        {
+            // History is only ever extended: an event behind what is recorded would change
+            // what earlier events were judged against.
+            Err(format!(
+                "out of order: {} is earlier than the latest recorded event of {} ({})",
+                event.at.to_rfc3339(),
+                company.id,
+                latest.to_rfc3339()
+            ))
+        } else if event.at < grid.boundary_at(0) {
             Err(format!("before the company's anchor {}", company.anchor))
         } else if let Some(k) = self.closed_through
             && event.at < grid.boundary_at(k)
@@ -180,6 +193,32 @@ mod tests {
         );
         assert!(matches!(
             intake.judge(&purchase("2026-02-01T00:00:00Z", None, "1")),
+            Verdict::Accepted { .. }
+        ));
+    }
+
+    #[test]
+    fn history_is_only_extended_but_a_resent_event_is_recognised() {
+        let c = company("acme");
+        let world = world_with(&c, &["nyc"], &[]);
+        let mut intake = CompanyIntake::new(&world, &c, Vec::new(), None).unwrap();
+        let first = purchase("2026-01-05T00:00:00Z", Some("p-1"), "10");
+        let second = purchase("2026-01-09T00:00:00Z", Some("p-2"), "10");
+        assert!(matches!(intake.judge(&first), Verdict::Accepted { .. }));
+        assert!(matches!(intake.judge(&second), Verdict::Accepted { .. }));
+        assert_eq!(
+            intake.judge(&first),
+            Verdict::Duplicate,
+            "a resent older event"
+        );
+        assert_eq!(
+            intake.judge(&purchase("2026-01-08T00:00:00Z", Some("p-3"), "1")),
+            Verdict::Rejected(
+                "out of order: 2026-01-08T00:00:00+00:00 is earlier than the latest recorded event of acme (2026-01-09T00:00:00+00:00)".into()
+            )
+        );
+        assert!(matches!(
+            intake.judge(&purchase("2026-01-09T00:00:00Z", Some("p-4"), "1")),
             Verdict::Accepted { .. }
         ));
     }

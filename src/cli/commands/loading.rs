@@ -1,6 +1,5 @@
 //! `load`: a fixture, or a production feed appended to the recorded world, in one transaction.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -59,7 +58,7 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
     let fx = if with_scenario {
         Fixture::read(dir)?
     } else {
-        Fixture::read_feed(dir, store.world().await?, &BTreeMap::new())?
+        Fixture::read_feed(dir, store.world().await?)?
     };
     let intake = Intake {
         world: &fx.world,

@@ -95,6 +95,12 @@ impl From<LoadError> for Failure {
     }
 }
 
+impl From<billrun::scheduler::ConfigError> for Failure {
+    fn from(e: billrun::scheduler::ConfigError) -> Self {
+        Failure::Input(e.to_string())
+    }
+}
+
 /// An RFC 3339 flag value.
 pub fn parse_instant(flag: &str, s: &str) -> Result<DateTime<Utc>, Failure> {
     billrun::fixture::values::instant(s).map_err(|m| Failure::Input(format!("--{flag}: {m}")))

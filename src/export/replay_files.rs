@@ -1,15 +1,19 @@
 //! The files a replay writes (`invoices.csv`, `ledger.csv`, …), written from the store as it stands.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
+use rust_decimal::Decimal;
 
+use crate::domain::account::CardCharge;
+use crate::domain::invoice::Document;
 use crate::domain::licenses::LicenseBook;
 use crate::domain::model::World;
 use crate::domain::money::format_micro;
 use crate::domain::words::CompanyId;
-use crate::store::{RatedUsage, Store, latest_closes};
+use crate::store::{JobRun, LedgerRow, RatedUsage, Rejection, Store, latest_closes};
 
 use super::csv_file::write_csv;
 
@@ -95,6 +99,46 @@ pub async fn dump<S: Store>(
 
     let mut docs = store.documents().await?;
     docs.retain(|d| wanted(&d.company));
+    write_csv(&out.join("invoices.csv"), INVOICES, invoice_rows(docs))?;
+    let ledger = store.ledger(None).await?;
+    write_csv(
+        &out.join("ledger.csv"),
+        LEDGER,
+        ledger_rows(&ledger, &wanted),
+    )?;
+    let records = store.usage_records(company).await?;
+    write_csv(
+        &out.join("usage_records.csv"),
+        USAGE_RECORDS,
+        records.into_iter().map(usage_record_row),
+    )?;
+    write_csv(
+        &out.join("licenses.csv"),
+        LICENSES,
+        license_rows(store, &world, &wanted).await?,
+    )?;
+    let mut charges = store.card_charges().await?;
+    charges.retain(|c| wanted(&c.company));
+    write_csv(
+        &out.join("card_charges.csv"),
+        CARD_CHARGES,
+        card_charge_rows(charges),
+    )?;
+    let mut rejections = store.rejections().await?;
+    rejections.retain(|r| company.is_none() || r.company.as_ref().is_some_and(&wanted));
+    write_csv(
+        &out.join("rejections.csv"),
+        REJECTIONS,
+        rejection_rows(rejections),
+    )?;
+    let mut runs = store.job_runs().await?;
+    runs.retain(|r| wanted(&r.company));
+    write_csv(&out.join("job_runs.csv"), JOB_RUNS, job_run_rows(runs))?;
+    Ok(())
+}
+
+/// `invoices.csv`: every line of every document, by (boundary, company, number, line).
+fn invoice_rows(mut docs: Vec<Document>) -> Vec<Vec<String>> {
     docs.sort_by(|a, b| {
         (a.boundary, &a.company, &a.number).cmp(&(b.boundary, &b.company, &b.number))
     });
@@ -123,15 +167,19 @@ pub async fn dump<S: Store>(
             ]);
         }
     }
-    write_csv(&out.join("invoices.csv"), INVOICES, rows)?;
+    rows
+}
 
-    // Balances are the running sums of the entries, never stored.
-    let mut balances: std::collections::BTreeMap<_, rust_decimal::Decimal> = Default::default();
+/// `ledger.csv`: the entries of the wanted companies in the order made, each with its
+/// wallet's running balance (balances are sums of entries, never stored). `seq` counts every
+/// company's entries.
+fn ledger_rows(ledger: &[LedgerRow], wanted: &dyn Fn(&CompanyId) -> bool) -> Vec<Vec<String>> {
+    let mut balances: BTreeMap<_, Decimal> = BTreeMap::new();
     let mut rows = Vec::new();
-    for (i, r) in store.ledger(None).await?.into_iter().enumerate() {
+    for (i, r) in ledger.iter().enumerate() {
         let e = &r.entry;
         let balance = balances
-            .entry((r.company.clone(), e.scope.clone(), e.wallet))
+            .entry((&r.company, &e.scope, e.wallet))
             .or_default();
         *balance += e.amount;
         if !wanted(&r.company) {
@@ -149,84 +197,73 @@ pub async fn dump<S: Store>(
             e.reference.clone(),
         ]);
     }
-    write_csv(&out.join("ledger.csv"), LEDGER, rows)?;
+    rows
+}
 
-    let records = store.usage_records(company).await?;
-    write_csv(
-        &out.join("usage_records.csv"),
-        USAGE_RECORDS,
-        records.into_iter().map(
-            |RatedUsage {
-                 usage: u,
-                 rating: r,
-             }| {
-                vec![
-                    u.id,
-                    rfc3339(u.occurred_at),
-                    u.company.to_string(),
-                    u.office.to_string(),
-                    u.party,
-                    u.service.as_str().to_string(),
-                    u.usage_type.map_or("", |t| t.as_str()).to_string(),
-                    u.direction.map_or("", |d| d.as_str()).to_string(),
-                    u.remote_number,
-                    u.billable_quantity.to_string(),
-                    u.unit.as_str().to_string(),
-                    u.rate.to_string(),
-                    u.increment
-                        .map(|(first, next)| format!("{first}/{next}"))
-                        .unwrap_or_default(),
-                    format_micro(u.cost),
-                    r.wallet_sources
-                        .iter()
-                        .map(|w| w.to_string())
-                        .collect::<Vec<_>>()
-                        .join("+"),
-                    r.late.to_string(),
-                ]
-            },
-        ),
-    )?;
+/// A row of `usage_records.csv`.
+fn usage_record_row(
+    RatedUsage {
+        usage: u,
+        rating: r,
+    }: RatedUsage,
+) -> Vec<String> {
+    vec![
+        u.id,
+        rfc3339(u.occurred_at),
+        u.company.to_string(),
+        u.office.to_string(),
+        u.party,
+        u.service.as_str().to_string(),
+        u.usage_type.map_or("", |t| t.as_str()).to_string(),
+        u.direction.map_or("", |d| d.as_str()).to_string(),
+        u.remote_number,
+        u.billable_quantity.to_string(),
+        u.unit.as_str().to_string(),
+        u.rate.to_string(),
+        u.increment
+            .map(|(first, next)| format!("{first}/{next}"))
+            .unwrap_or_default(),
+        format_micro(u.cost),
+        r.wallet_sources
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join("+"),
+        r.late.to_string(),
+    ]
+}
 
-    write_csv(
-        &out.join("licenses.csv"),
-        LICENSES,
-        license_rows(store, &world, &wanted).await?,
-    )?;
-
-    let mut charges = store.card_charges().await?;
-    charges.retain(|c| wanted(&c.company));
-    // Stable: charges at one instant of one company stay in the order made.
+/// `card_charges.csv`, by (at, company), charges of one instant in the order made.
+fn card_charge_rows(mut charges: Vec<CardCharge>) -> Vec<Vec<String>> {
     charges.sort_by(|a, b| (a.at, &a.company).cmp(&(b.at, &b.company)));
-    let mut rows = Vec::new();
-    for c in &charges {
-        rows.push(vec![
-            rfc3339(c.at),
-            c.company.to_string(),
-            c.kind.as_str().to_string(),
-            c.currency.format_amount(c.amount),
-            c.currency.code().to_string(),
-            c.reference.clone(),
-        ]);
-    }
-    write_csv(&out.join("card_charges.csv"), CARD_CHARGES, rows)?;
+    charges
+        .into_iter()
+        .map(|c| {
+            vec![
+                rfc3339(c.at),
+                c.company.to_string(),
+                c.kind.as_str().to_string(),
+                c.currency.format_amount(c.amount),
+                c.currency.code().to_string(),
+                c.reference,
+            ]
+        })
+        .collect()
+}
 
-    let mut rejections = store.rejections().await?;
-    rejections.retain(|r| company.is_none() || r.company.as_ref().is_some_and(&wanted));
+/// `rejections.csv`, by source, then line as a number.
+fn rejection_rows(mut rejections: Vec<Rejection>) -> Vec<Vec<String>> {
     rejections.sort_by(|a, b| (&a.source, a.line).cmp(&(&b.source, b.line)));
-    write_csv(
-        &out.join("rejections.csv"),
-        REJECTIONS,
-        rejections
-            .into_iter()
-            .map(|r| vec![r.source, r.line.to_string(), r.id, r.reason]),
-    )?;
+    rejections
+        .into_iter()
+        .map(|r| vec![r.source, r.line.to_string(), r.id, r.reason])
+        .collect()
+}
 
-    let runs = store.job_runs().await?;
-    write_csv(
-        &out.join("job_runs.csv"),
-        JOB_RUNS,
-        runs.into_iter().filter(|r| wanted(&r.company)).map(|r| {
+/// `job_runs.csv`, in execution order.
+fn job_run_rows(runs: Vec<JobRun>) -> Vec<Vec<String>> {
+    runs.into_iter()
+        .map(|r| {
             vec![
                 r.job.as_str().to_string(),
                 r.company.to_string(),
@@ -234,9 +271,8 @@ pub async fn dump<S: Store>(
                 "ok".to_string(),
                 r.items.to_string(),
             ]
-        }),
-    )?;
-    Ok(())
+        })
+        .collect()
 }
 
 /// Each company's pools after every recorded event and every boundary up to its latest

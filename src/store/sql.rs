@@ -216,6 +216,18 @@ where
         tx: &mut sqlx::Transaction<'static, DB>,
         world: &World,
     ) -> anyhow::Result<()> {
+        Self::write_companies(tx, world).await?;
+        Self::write_people(tx, world).await?;
+        Self::write_holdings(tx, world).await?;
+        Self::write_rates(tx, world).await
+    }
+
+    /// The companies of `world`, replacing what was recorded under their ids (their offices,
+    /// people, pools, bundles and allowances are written anew).
+    async fn write_companies(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        world: &World,
+    ) -> anyhow::Result<()> {
         for c in world.companies.values() {
             for table in [
                 "offices",
@@ -260,6 +272,14 @@ where
             .execute(&mut **tx)
             .await?;
         }
+        Ok(())
+    }
+
+    /// Offices, users and groups, admins.
+    async fn write_people(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        world: &World,
+    ) -> anyhow::Result<()> {
         let offices: Vec<_> = world.offices.iter().enumerate().collect();
         for chunk in offices.chunks(CHUNK) {
             let mut qb =
@@ -305,6 +325,14 @@ where
             });
             qb.build().execute(&mut **tx).await?;
         }
+        Ok(())
+    }
+
+    /// Products, pools at load, bundles and allowances.
+    async fn write_holdings(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        world: &World,
+    ) -> anyhow::Result<()> {
         for p in world.products.values() {
             sqlx::query(
                 "INSERT INTO products (code, name, term, unit_price) VALUES ($1, $2, $3, $4) \
@@ -373,6 +401,14 @@ where
             });
             qb.build().execute(&mut **tx).await?;
         }
+        Ok(())
+    }
+
+    /// The rate card, replaced whole when `world` has one.
+    async fn write_rates(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        world: &World,
+    ) -> anyhow::Result<()> {
         if !world.rates.is_empty() {
             sqlx::query("DELETE FROM rates").execute(&mut **tx).await?;
             let rates = world

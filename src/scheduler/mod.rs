@@ -12,95 +12,18 @@
 //! watchdog interval from a task of its own, so a long run keeps the watchdog fed. Outside
 //! systemd (`NOTIFY_SOCKET` unset) these reports are no-ops.
 
+mod config;
+
+pub use config::{ConfigError, ScheduleConfig, check_cron, parse_config};
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use croner::parser::{CronParser, Seconds};
 use sd_notify::NotifyState;
-use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
-
-use crate::fixture::LoadError;
-
-/// `jobs/schedule.toml`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScheduleConfig {
-    /// When to wake up, in UTC: six fields, seconds first (`0 */5 * * * *`).
-    pub cron: String,
-    /// How long running work may take to finish after SIGTERM or SIGINT.
-    pub grace: Duration,
-    /// How long a company lease lasts without renewal.
-    pub lease: Duration,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    cron: String,
-    #[serde(default = "default_grace")]
-    grace_seconds: u64,
-    #[serde(default = "default_lease")]
-    lease_seconds: u64,
-}
-
-fn default_grace() -> u64 {
-    120
-}
-
-fn default_lease() -> u64 {
-    30
-}
-
-/// Checks a cron expression as the scheduler will read it: six fields, seconds first, day of
-/// month AND day of week. The error names the expression and the reason.
-pub fn check_cron(expr: &str) -> Result<(), String> {
-    if expr.split_whitespace().count() != 6 {
-        return Err(format!(
-            "invalid cron expression {expr:?}: expected 6 fields (seconds first, e.g. \"0 */15 * * * *\"), found {}",
-            expr.split_whitespace().count()
-        ));
-    }
-    CronParser::builder()
-        .seconds(Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(expr)
-        .map(|_| ())
-        .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
-}
-
-/// Reads and checks a schedule file.
-pub fn parse_config(file: &str, src: &str) -> Result<ScheduleConfig, LoadError> {
-    let raw: RawConfig = toml::from_str(src).map_err(|e| {
-        let line = e
-            .span()
-            .map_or(1, |s| crate::fixture::error::line_of(src, s.start));
-        LoadError::new(file, line, "", e.message().trim().to_string())
-    })?;
-    check_cron(&raw.cron).map_err(|m| {
-        let line = src
-            .lines()
-            .position(|l| l.trim_start().starts_with("cron"))
-            .map_or(1, |i| i + 1);
-        LoadError::new(file, line, "cron", m)
-    })?;
-    if !(1..=86_400).contains(&raw.lease_seconds) {
-        return Err(LoadError::new(
-            file,
-            1,
-            "lease_seconds",
-            "must be from 1 to 86400",
-        ));
-    }
-    Ok(ScheduleConfig {
-        cron: raw.cron,
-        grace: Duration::from_secs(raw.grace_seconds),
-        lease: Duration::from_secs(raw.lease_seconds),
-    })
-}
 
 /// Runs `run_once` at start and at every fire of `config.cron` until `shutdown` is cancelled,
 /// never two at once. Returns once the running work finished or the grace period ran out.
@@ -201,32 +124,6 @@ async fn ping_watchdog(every: Duration, done: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cron_expressions_are_checked_with_a_reason() {
-        assert!(check_cron("0 */15 * * * *").is_ok());
-        let five = check_cron("*/15 * * * *").unwrap_err();
-        assert!(
-            five.contains("\"*/15 * * * *\"") && five.contains("expected 6 fields"),
-            "{five}"
-        );
-        let bad = check_cron("0 61 * * * *").unwrap_err();
-        assert!(
-            bad.starts_with("invalid cron expression \"0 61 * * * *\": "),
-            "{bad}"
-        );
-    }
-
-    #[test]
-    fn schedule_files_are_strict() {
-        let ok = parse_config("schedule.toml", "cron = \"0 0 * * * *\"\n").unwrap();
-        assert_eq!(ok.grace, Duration::from_secs(120));
-        let err =
-            parse_config("schedule.toml", "cron = \"0 0 * * * *\"\ncolour = 1\n").unwrap_err();
-        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
-        let err = parse_config("schedule.toml", "# when\ncron = \"nope\"\n").unwrap_err();
-        assert_eq!((err.line, err.field.as_str()), (2, "cron"));
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_at_start_and_on_fires_never_overlapping_then_stops() {

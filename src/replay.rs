@@ -170,10 +170,11 @@ async fn take_in_pending<S: Store>(
         world: &fixture.world,
         save_world: false,
         events: &events,
-        usage: &usage,
+        usage_companies: usage.iter().map(|l| l.company.clone()).collect(),
+        usage: Box::new(usage.into_iter().map(Ok)),
         files: &[],
     };
-    match take_in(store, &intake).await? {
+    match take_in(store, intake).await? {
         Taken::Recorded { events, usage } => {
             report.events.add(&events);
             report.usage.add(&usage);

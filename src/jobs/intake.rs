@@ -10,7 +10,7 @@ use crate::domain::rating::RateCard;
 use crate::domain::usage::{UsageLine, judge};
 use crate::domain::words::CompanyId;
 use crate::store::{
-    EventBatch, IntakeOutcome, IntakeRequest, IntakeSnapshot, IntakeWrites, LoadedFile,
+    EventBatch, IntakeJudge, IntakeOutcome, IntakeRequest, IntakeSnapshot, LoadedFile,
     RecordedEvent, Rejection, Store, UsageBatch,
 };
 
@@ -34,6 +34,9 @@ impl IntakeReport {
     }
 }
 
+/// Usage rows taken in a chunk at a time.
+const USAGE_CHUNK: usize = 10_000;
+
 /// One intake: master data (if a scenario came with it), events and usage, in arrival order,
 /// and the files they came from.
 pub struct Intake<'a> {
@@ -43,8 +46,11 @@ pub struct Intake<'a> {
     pub save_world: bool,
     /// Events, in arrival order.
     pub events: &'a [Event],
-    /// Usage rows, in arrival order.
-    pub usage: &'a [UsageLine],
+    /// Usage rows, in arrival order, read as they are taken in; a row that can't be read at
+    /// all fails the intake.
+    pub usage: Box<dyn Iterator<Item = anyhow::Result<UsageLine>> + Send + 'a>,
+    /// The `company` column of every usage row, once each (they are locked up front).
+    pub usage_companies: BTreeSet<String>,
     /// The files taken in, recorded so that the same content is never taken in twice.
     pub files: &'a [LoadedFile],
 }
@@ -64,77 +70,173 @@ pub enum Taken {
 }
 
 /// Judges and records an intake in one transaction.
-pub async fn take_in<S: Store>(store: &S, intake: &Intake<'_>) -> anyhow::Result<Taken> {
+pub async fn take_in<S: Store>(store: &S, intake: Intake<'_>) -> anyhow::Result<Taken> {
     let world = intake.world;
     let mut companies: BTreeSet<CompanyId> =
         intake.events.iter().map(|e| e.company.clone()).collect();
     companies.extend(
         intake
-            .usage
+            .usage_companies
             .iter()
-            .filter_map(|l| world.companies.get(l.company.as_str()))
+            .filter_map(|c| world.companies.get(c.as_str()))
             .map(|c| c.id.clone()),
     );
     let companies: Vec<CompanyId> = companies.into_iter().collect();
-    let usage_ids: Vec<String> = intake.usage.iter().map(|l| l.id.clone()).collect();
     let request = IntakeRequest {
         world: intake.save_world.then_some(world),
         files: intake.files,
         companies: &companies,
-        usage_ids: &usage_ids,
     };
-    let mut reports = (IntakeReport::default(), IntakeReport::default());
-    let outcome = store
-        .take_in(request, |snapshot| {
-            let (writes, events, usage) = judge_all(world, intake, snapshot)?;
-            reports = (events, usage);
-            Ok(writes)
-        })
-        .await?;
-    Ok(match outcome {
+    let mut judge = Judge {
+        world,
+        events: intake.events,
+        usage: intake.usage,
+        judges: BTreeMap::new(),
+        card: None,
+        chunk: Vec::new(),
+        events_report: IntakeReport::default(),
+        usage_report: IntakeReport::default(),
+    };
+    Ok(match store.take_in(request, &mut judge).await? {
         IntakeOutcome::Recorded => Taken::Recorded {
-            events: reports.0,
-            usage: reports.1,
+            events: judge.events_report,
+            usage: judge.usage_report,
         },
         IntakeOutcome::FilesTaken(names) => Taken::FilesTaken(names),
     })
 }
 
-/// Judges every event, then every usage row, against what the store holds.
-fn judge_all(
-    world: &World,
-    intake: &Intake<'_>,
-    snapshot: &IntakeSnapshot,
-) -> anyhow::Result<(IntakeWrites, IntakeReport, IntakeReport)> {
-    let mut past: BTreeMap<&CompanyId, Vec<Event>> = BTreeMap::new();
-    for e in &snapshot.events {
-        past.entry(&e.company).or_default().push(e.clone());
-    }
-    let mut judges: BTreeMap<CompanyId, CompanyIntake<'_>> = BTreeMap::new();
-    let named = intake.events.iter().map(|e| e.company.as_str()).chain(
-        intake
-            .usage
-            .iter()
-            .map(|l| l.company.as_str())
-            .filter(|c| world.companies.contains_key(*c)),
-    );
-    for id in named {
-        if judges.contains_key(id) {
-            continue;
+/// The rules of intake applied to one batch, as the store hands over what it holds.
+struct Judge<'a> {
+    world: &'a World,
+    events: &'a [Event],
+    usage: Box<dyn Iterator<Item = anyhow::Result<UsageLine>> + Send + 'a>,
+    /// Per company, its state for judging: built from the snapshot, extended by what this
+    /// intake accepts.
+    judges: BTreeMap<CompanyId, CompanyIntake<'a>>,
+    card: Option<RateCard>,
+    /// The usage rows read last.
+    chunk: Vec<UsageLine>,
+    events_report: IntakeReport,
+    usage_report: IntakeReport,
+}
+
+impl IntakeJudge for Judge<'_> {
+    fn events(&mut self, snapshot: &IntakeSnapshot) -> anyhow::Result<EventBatch> {
+        let mut past: BTreeMap<&CompanyId, Vec<Event>> = BTreeMap::new();
+        for e in &snapshot.events {
+            past.entry(&e.company).or_default().push(e.clone());
         }
-        let company = world
-            .companies
-            .get(id)
-            .ok_or_else(|| anyhow::anyhow!("unknown company {id}"))?;
-        let history = past.remove(&company.id).unwrap_or_default();
-        let closed = snapshot.closed.get(&company.id).copied();
-        let judge =
-            CompanyIntake::new(world, company, history, closed).map_err(anyhow::Error::msg)?;
-        judges.insert(company.id.clone(), judge);
+        let world = self.world;
+        for (id, history) in past {
+            self.judges
+                .insert(id.clone(), company_intake(world, id, history, snapshot)?);
+        }
+        for e in self.events {
+            if !self.judges.contains_key(&e.company) {
+                let judge = company_intake(world, &e.company, Vec::new(), snapshot)?;
+                self.judges.insert(e.company.clone(), judge);
+            }
+        }
+        let (batch, report) = judge_events(self.events, &mut self.judges);
+        self.events_report = report;
+        Ok(batch)
     }
-    let (events, event_report) = judge_events(intake.events, &mut judges);
-    let (usage, usage_report) = judge_usage(world, intake.usage, &judges, &snapshot.usage)?;
-    Ok((IntakeWrites { events, usage }, event_report, usage_report))
+
+    fn next_usage(&mut self) -> anyhow::Result<Option<Vec<String>>> {
+        self.chunk.clear();
+        for line in self.usage.by_ref().take(USAGE_CHUNK) {
+            self.chunk.push(line?);
+        }
+        Ok((!self.chunk.is_empty()).then(|| self.chunk.iter().map(|l| l.id.clone()).collect()))
+    }
+
+    fn usage(&mut self, accepted: &BTreeMap<String, String>) -> anyhow::Result<UsageBatch> {
+        if self.card.is_none() {
+            self.card = Some(
+                RateCard::new(&self.world.rates)
+                    .map_err(|d| anyhow::anyhow!("the rate card has duplicate entries: {d}"))?,
+            );
+        }
+        let lines = std::mem::take(&mut self.chunk);
+        let mut known = accepted.clone();
+        let mut batch = UsageBatch::default();
+        for line in &lines {
+            let verdict = self.judge_usage(line, &known)?;
+            match verdict {
+                Ok(Some(usage)) => {
+                    known.insert(usage.id.clone(), usage.content.clone());
+                    batch.accepted.push(usage);
+                    self.usage_report.accepted += 1;
+                }
+                Ok(None) => self.usage_report.duplicates += 1,
+                Err(reason) => {
+                    batch.rejections.push(Rejection {
+                        company: self
+                            .world
+                            .companies
+                            .get(line.company.as_str())
+                            .map(|c| c.id.clone()),
+                        source: line.source.clone(),
+                        line: line.line,
+                        id: line.id.clone(),
+                        reason,
+                    });
+                    self.usage_report.rejected += 1;
+                }
+            }
+        }
+        Ok(batch)
+    }
+}
+
+impl<'a> Judge<'a> {
+    /// One usage row's verdict (`Err` is the rejection reason).
+    fn judge_usage(
+        &mut self,
+        line: &UsageLine,
+        known: &BTreeMap<String, String>,
+    ) -> anyhow::Result<Result<Option<crate::domain::usage::Usage>, String>> {
+        let world = self.world;
+        let Some(company) = world.companies.get(line.company.as_str()) else {
+            return Ok(Err(format!("unknown company {}", line.company)));
+        };
+        let input = match &line.input {
+            Ok(input) => input,
+            Err(reason) => return Ok(Err(reason.clone())),
+        };
+        if !self.judges.contains_key(&company.id) {
+            // No event of the company was ever accepted: its book is as loaded.
+            let judge =
+                CompanyIntake::new(world, company, Vec::new(), None).map_err(anyhow::Error::msg)?;
+            self.judges.insert(company.id.clone(), judge);
+        }
+        let card = self.card.as_ref().expect("built before the first chunk");
+        Ok(judge(
+            input,
+            (&line.source, line.line),
+            world,
+            company,
+            self.judges[&company.id].book(),
+            card,
+            known,
+        ))
+    }
+}
+
+/// A company's state for judging, from its recorded history.
+fn company_intake<'a>(
+    world: &'a World,
+    id: &CompanyId,
+    history: Vec<Event>,
+    snapshot: &IntakeSnapshot,
+) -> anyhow::Result<CompanyIntake<'a>> {
+    let company = world
+        .companies
+        .get(id)
+        .ok_or_else(|| anyhow::anyhow!("unknown company {id}"))?;
+    CompanyIntake::new(world, company, history, snapshot.closed.get(id).copied())
+        .map_err(anyhow::Error::msg)
 }
 
 fn judge_events(
@@ -174,55 +276,4 @@ fn judge_events(
         });
     }
     (batch, report)
-}
-
-fn judge_usage(
-    world: &World,
-    lines: &[UsageLine],
-    judges: &BTreeMap<CompanyId, CompanyIntake<'_>>,
-    recorded: &BTreeMap<String, String>,
-) -> anyhow::Result<(UsageBatch, IntakeReport)> {
-    let mut report = IntakeReport::default();
-    let mut batch = UsageBatch::default();
-    if lines.is_empty() {
-        return Ok((batch, report));
-    }
-    let card = RateCard::new(&world.rates)
-        .map_err(|d| anyhow::anyhow!("the rate card has duplicate entries: {d}"))?;
-    let mut accepted = recorded.clone();
-    for line in lines {
-        let company = world.companies.get(line.company.as_str());
-        let verdict = match (company, &line.input) {
-            (None, _) => Err(format!("unknown company {}", line.company)),
-            (Some(_), Err(reason)) => Err(reason.clone()),
-            (Some(c), Ok(input)) => judge(
-                input,
-                (&line.source, line.line),
-                world,
-                c,
-                judges[&c.id].book(),
-                &card,
-                &accepted,
-            ),
-        };
-        match verdict {
-            Ok(Some(usage)) => {
-                accepted.insert(usage.id.clone(), usage.content.clone());
-                batch.accepted.push(usage);
-                report.accepted += 1;
-            }
-            Ok(None) => report.duplicates += 1,
-            Err(reason) => {
-                batch.rejections.push(Rejection {
-                    company: company.map(|c| c.id.clone()),
-                    source: line.source.clone(),
-                    line: line.line,
-                    id: line.id.clone(),
-                    reason,
-                });
-                report.rejected += 1;
-            }
-        }
-    }
-    Ok((batch, report))
 }

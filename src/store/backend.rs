@@ -6,7 +6,7 @@ use std::future::Future;
 
 use sqlx::{Pool, Transaction};
 
-use crate::domain::usage::Rating;
+use crate::domain::usage::{Rating, Usage};
 use crate::domain::wallets::LedgerEntry;
 use crate::domain::words::CompanyId;
 
@@ -20,6 +20,12 @@ pub trait Backend: sqlx::Database {
 
     /// Creates or upgrades the schema.
     fn migrate(pool: &Pool<Self>) -> impl Future<Output = anyhow::Result<()>>;
+
+    /// Appends accepted usage rows, in as few statements as their number allows.
+    fn insert_usage(
+        tx: &mut Transaction<'static, Self>,
+        usage: &[Usage],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Appends ledger entries in the order given, in as few statements as their number allows.
     fn insert_ledger(

@@ -118,16 +118,14 @@ pub struct LoadedFile {
     pub loaded_at: DateTime<Utc>,
 }
 
-/// What an intake needs to know, read inside its transaction: the companies' accepted events,
-/// how far their closing has got, and which of the incoming usage ids were accepted before.
+/// What an intake needs to know before it judges events, read inside its transaction: the
+/// companies' accepted events and how far their closing has got.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IntakeSnapshot {
     /// The accepted events of the companies taking something in, in arrival order.
     pub events: Vec<Event>,
     /// Per company, the latest boundary whose close has started.
     pub closed: BTreeMap<CompanyId, u32>,
-    /// Content of the accepted usage rows among the incoming ids, by id.
-    pub usage: BTreeMap<String, String>,
 }
 
 /// What an intake asks to be taken in together.
@@ -137,19 +135,25 @@ pub struct IntakeRequest<'a> {
     pub world: Option<&'a World>,
     /// The files this intake records as loaded.
     pub files: &'a [LoadedFile],
-    /// Every company the incoming events and usage name.
+    /// Every company the incoming events and usage name: they are locked, in id order, before
+    /// anything is read.
     pub companies: &'a [CompanyId],
-    /// The incoming usage ids.
-    pub usage_ids: &'a [String],
 }
 
-/// What an intake writes once judged.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct IntakeWrites {
-    /// Events with their verdicts and what the accepted ones wrote.
-    pub events: EventBatch,
-    /// Accepted usage and rejections.
-    pub usage: UsageBatch,
+/// The rules an intake applies, called by [`Store::take_in`] inside its transaction: first
+/// the events against the snapshot, then the usage a chunk at a time, each chunk against the
+/// content of its ids accepted before (in this intake too).
+pub trait IntakeJudge: Send {
+    /// Judges the events.
+    fn events(&mut self, snapshot: &IntakeSnapshot) -> anyhow::Result<EventBatch>;
+
+    /// Reads the next chunk of usage rows and returns their ids; `None` when there are none
+    /// left.
+    fn next_usage(&mut self) -> anyhow::Result<Option<Vec<String>>>;
+
+    /// Judges the chunk read last; `accepted` holds the content of those of its ids that
+    /// were accepted before.
+    fn usage(&mut self, accepted: &BTreeMap<String, String>) -> anyhow::Result<UsageBatch>;
 }
 
 /// What an intake did.
@@ -265,15 +269,14 @@ pub trait Store {
 
     /// Takes in a batch in one transaction: records the files as loaded (unless another load
     /// recorded one first: then nothing is written), records the master data, locks the
-    /// companies against closes and other intakes, reads what `judge` needs and writes what it
-    /// answers. A failure or a crash at any point leaves nothing.
-    async fn take_in<F>(
+    /// companies against closes and other intakes, and has `judge` judge the events and then
+    /// the usage, chunk by chunk, writing what it answers. A failure or a crash at any point
+    /// leaves nothing.
+    async fn take_in<J: IntakeJudge>(
         &self,
         request: IntakeRequest<'_>,
-        judge: F,
-    ) -> anyhow::Result<IntakeOutcome>
-    where
-        F: FnOnce(&IntakeSnapshot) -> anyhow::Result<IntakeWrites> + Send;
+        judge: &mut J,
+    ) -> anyhow::Result<IntakeOutcome>;
 
     /// Each company's intake version, to be handed back with its steps' commit.
     async fn intake_versions(

@@ -11,7 +11,7 @@ use sqlx::{Pool, Postgres, Transaction};
 use super::backend::Backend;
 use super::rows;
 use super::sql::SqlStore;
-use crate::domain::usage::Rating;
+use crate::domain::usage::{Rating, Usage};
 use crate::domain::wallets::LedgerEntry;
 use crate::domain::words::CompanyId;
 
@@ -20,6 +20,9 @@ pub type PgStore = SqlStore<Postgres>;
 
 /// Rows per `UNNEST` insert: one small statement, planned once, whatever the number of rows.
 const ROWS_PER_INSERT: usize = 10_000;
+
+/// Rows per buffer sent down a `COPY`.
+const COPY_ROWS: usize = 10_000;
 
 impl SqlStore<Postgres> {
     /// Connects to a `postgres://` URL.
@@ -70,6 +73,39 @@ impl Backend for Postgres {
             }
             _ => Ok(None),
         }
+    }
+
+    async fn insert_usage(
+        tx: &mut Transaction<'static, Self>,
+        usage: &[Usage],
+    ) -> anyhow::Result<()> {
+        if usage.is_empty() {
+            return Ok(());
+        }
+        // COPY takes the rows as one stream, with no statement or parameter per row. Empty
+        // text is text, not NULL, in the columns that may be empty.
+        let statement = format!(
+            "COPY usage ({}) FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (party, usage_type, \
+             direction, remote_number, number_used, duration_s, increment))",
+            rows::USAGE_COLUMNS
+        );
+        let mut copy = tx.copy_in_raw(&statement).await?;
+        for chunk in usage.chunks(COPY_ROWS) {
+            let mut csv = csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(Vec::new());
+            for u in chunk {
+                csv.write_record(
+                    rows::UsageValues::of(u)?
+                        .text()
+                        .iter()
+                        .map(|c| c.as_bytes()),
+                )?;
+            }
+            copy.send(csv.into_inner()?).await?;
+        }
+        copy.finish().await?;
+        Ok(())
     }
 
     async fn insert_ledger(

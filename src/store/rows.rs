@@ -524,6 +524,94 @@ impl RatedUsageRow {
     }
 }
 
+/// The columns of `usage`, in the order [`UsageValues::text`] and the inserts write them.
+pub const USAGE_COLUMNS: &str = "company_id, id, source, line, occurred_at, received_at, office, \
+     party, service, usage_type, direction, remote_number, number_used, duration_s, \
+     billable_quantity, unit, rate_micros, rate_scale, increment, cost, content";
+
+/// An accepted usage row as its columns hold it.
+pub struct UsageValues<'a> {
+    pub company: &'a str,
+    pub id: &'a str,
+    pub source: &'a str,
+    pub line: i64,
+    pub occurred_at: i64,
+    pub received_at: i64,
+    pub office: &'a str,
+    pub party: &'a str,
+    pub service: &'static str,
+    pub usage_type: &'static str,
+    pub direction: &'static str,
+    pub remote_number: &'a str,
+    pub number_used: &'a str,
+    pub duration_s: String,
+    pub billable_quantity: i64,
+    pub unit: &'static str,
+    pub rate_micros: i64,
+    pub rate_scale: i64,
+    pub increment: String,
+    pub cost: i64,
+    pub content: &'a str,
+}
+
+impl<'a> UsageValues<'a> {
+    /// The columns of `u`; `Err` when an amount does not fit the store.
+    pub fn of(u: &'a Usage) -> anyhow::Result<Self> {
+        let (rate_micros, rate_scale) = price(u.rate)?;
+        Ok(UsageValues {
+            company: u.company.as_str(),
+            id: &u.id,
+            source: &u.source,
+            line: u.line,
+            occurred_at: instant(u.occurred_at),
+            received_at: instant(u.received_at),
+            office: u.office.as_str(),
+            party: &u.party,
+            service: u.service.as_str(),
+            usage_type: u.usage_type.map_or("", |t| t.as_str()),
+            direction: u.direction.map_or("", |d| d.as_str()),
+            remote_number: &u.remote_number,
+            number_used: &u.number_used,
+            duration_s: u.duration_s.map(|d| d.to_string()).unwrap_or_default(),
+            billable_quantity: u.billable_quantity,
+            unit: u.unit.as_str(),
+            rate_micros,
+            rate_scale,
+            increment: increment_text(u.increment),
+            cost: money(u.cost)?,
+            content: &u.content,
+        })
+    }
+
+    /// The columns as text, in [`USAGE_COLUMNS`] order (for PostgreSQL's `COPY`).
+    pub fn text(&self) -> [std::borrow::Cow<'_, str>; 21] {
+        use std::borrow::Cow::{Borrowed, Owned};
+        [
+            Borrowed(self.company),
+            Borrowed(self.id),
+            Borrowed(self.source),
+            Owned(self.line.to_string()),
+            Owned(self.occurred_at.to_string()),
+            Owned(self.received_at.to_string()),
+            Borrowed(self.office),
+            Borrowed(self.party),
+            Borrowed(self.service),
+            Borrowed(self.usage_type),
+            Borrowed(self.direction),
+            Borrowed(self.remote_number),
+            Borrowed(self.number_used),
+            Borrowed(&self.duration_s),
+            Owned(self.billable_quantity.to_string()),
+            Borrowed(self.unit),
+            Owned(self.rate_micros.to_string()),
+            Owned(self.rate_scale.to_string()),
+            Borrowed(&self.increment),
+            Owned(self.cost.to_string()),
+            Borrowed(self.content),
+        ]
+    }
+}
+
 /// A call's billing increment as stored: `first/next`, empty for other services.
 pub fn increment_text(increment: Option<(u32, u32)>) -> String {
     increment

@@ -11,9 +11,9 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, QueryBuil
 use super::backend::Backend;
 use super::rows::{self, *};
 use super::{
-    CommitOutcome, CompletedStep, EventBatch, IntakeOutcome, IntakeRequest, IntakeSnapshot,
-    IntakeWrites, JobRun, LedgerRow, LoadedFile, RatedUsage, Rejection, StepFailure, StepRun,
-    Store, UsageBatch,
+    CommitOutcome, CompletedStep, EventBatch, IntakeJudge, IntakeOutcome, IntakeRequest,
+    IntakeSnapshot, JobRun, LedgerRow, LoadedFile, RatedUsage, Rejection, StepFailure, StepRun,
+    Store,
 };
 use crate::domain::account::CardCharge;
 use crate::domain::close::StepEffects;
@@ -497,51 +497,6 @@ where
         Ok(())
     }
 
-    /// Records accepted usage rows and rejections.
-    async fn write_usage(
-        tx: &mut sqlx::Transaction<'static, DB>,
-        batch: &UsageBatch,
-    ) -> anyhow::Result<()> {
-        let usage = batch
-            .accepted
-            .iter()
-            .map(|u| Ok((u, rows::money(u.cost)?, rows::price(u.rate)?)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        for chunk in usage.chunks(CHUNK / 2) {
-            let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO usage (company_id, id, source, line, occurred_at, received_at, office, \
-                 party, service, usage_type, direction, remote_number, number_used, duration_s, \
-                 billable_quantity, unit, rate_micros, rate_scale, increment, cost, content) ",
-            );
-            qb.push_values(chunk, |mut b, (u, cost, (rate, scale))| {
-                b.push_bind(u.company.to_string())
-                    .push_bind(u.id.clone())
-                    .push_bind(u.source.clone())
-                    .push_bind(u.line)
-                    .push_bind(rows::instant(u.occurred_at))
-                    .push_bind(rows::instant(u.received_at))
-                    .push_bind(u.office.to_string())
-                    .push_bind(u.party.clone())
-                    .push_bind(u.service.as_str())
-                    .push_bind(u.usage_type.map_or("", |t| t.as_str()))
-                    .push_bind(u.direction.map_or("", |d| d.as_str()))
-                    .push_bind(u.remote_number.clone())
-                    .push_bind(u.number_used.clone())
-                    .push_bind(u.duration_s.map(|d| d.to_string()).unwrap_or_default())
-                    .push_bind(u.billable_quantity)
-                    .push_bind(u.unit.as_str())
-                    .push_bind(*rate)
-                    .push_bind(*scale)
-                    .push_bind(rows::increment_text(u.increment))
-                    .push_bind(*cost)
-                    .push_bind(u.content.clone());
-            });
-            qb.build().execute(&mut **tx).await?;
-        }
-        Self::insert_rejections(tx, &batch.rejections).await?;
-        Ok(())
-    }
-
     /// The content of the accepted usage rows with these ids, by id.
     async fn usage_contents(
         conn: &mut DB::Connection,
@@ -679,20 +634,19 @@ where
         Ok(())
     }
 
-    /// What an intake of `request` needs to know, read inside its transaction.
+    /// What an intake of `companies` needs to know, read inside its transaction.
     async fn snapshot(
         conn: &mut DB::Connection,
-        request: &IntakeRequest<'_>,
+        companies: &[CompanyId],
     ) -> anyhow::Result<IntakeSnapshot> {
-        if request.companies.is_empty() && request.usage_ids.is_empty() {
+        if companies.is_empty() {
             return Ok(IntakeSnapshot::default());
         }
-        let companies = Some(request.companies);
         let events: Vec<EventRow> = Self::rows_of(
             &mut *conn,
             "SELECT company_id, at, source, line, event_id, payload FROM events WHERE accepted",
             "company_id",
-            companies,
+            Some(companies),
             "ORDER BY seq",
         )
         .await?;
@@ -700,7 +654,7 @@ where
             &mut *conn,
             include_str!("../../sql/queries/progress.sql"),
             "j.company_id",
-            companies,
+            Some(companies),
             "",
         )
         .await?;
@@ -714,7 +668,6 @@ where
                 .map(EventRow::into_domain)
                 .collect::<anyhow::Result<_>>()?,
             closed: super::latest_closes(&progress),
-            usage: Self::usage_contents(conn, request.usage_ids).await?,
         })
     }
 
@@ -875,14 +828,11 @@ where
         Ok(out)
     }
 
-    async fn take_in<F>(
+    async fn take_in<J: IntakeJudge>(
         &self,
         request: IntakeRequest<'_>,
-        judge: F,
-    ) -> anyhow::Result<IntakeOutcome>
-    where
-        F: FnOnce(&IntakeSnapshot) -> anyhow::Result<IntakeWrites> + Send,
-    {
+        judge: &mut J,
+    ) -> anyhow::Result<IntakeOutcome> {
         let mut tx = DB::begin_write(&self.pool).await?;
         if !Self::claim_files(&mut tx, request.files).await? {
             tx.rollback().await?;
@@ -894,10 +844,15 @@ where
             Self::write_world(&mut tx, world).await?;
         }
         Self::bump_intake(&mut tx, request.companies).await?;
-        let snapshot = Self::snapshot(&mut tx, &request).await?;
-        let writes = judge(&snapshot)?;
-        Self::write_events(&mut tx, &writes.events).await?;
-        Self::write_usage(&mut tx, &writes.usage).await?;
+        let snapshot = Self::snapshot(&mut tx, request.companies).await?;
+        let events = judge.events(&snapshot)?;
+        Self::write_events(&mut tx, &events).await?;
+        while let Some(ids) = judge.next_usage()? {
+            let accepted = Self::usage_contents(&mut tx, &ids).await?;
+            let usage = judge.usage(&accepted)?;
+            DB::insert_usage(&mut tx, &usage.accepted).await?;
+            Self::insert_rejections(&mut tx, &usage.rejections).await?;
+        }
         crate::failpoint::hit("commit:load");
         tx.commit().await?;
         Ok(IntakeOutcome::Recorded)

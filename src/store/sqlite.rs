@@ -13,7 +13,7 @@ use sqlx::{Pool, QueryBuilder, Sqlite, Transaction};
 use super::backend::Backend;
 use super::rows;
 use super::sql::SqlStore;
-use crate::domain::usage::Rating;
+use crate::domain::usage::{Rating, Usage};
 use crate::domain::wallets::LedgerEntry;
 use crate::domain::words::CompanyId;
 
@@ -76,6 +76,48 @@ impl Backend for Sqlite {
     ) -> anyhow::Result<Option<BTreeSet<String>>> {
         // A SQLite file has no sessions to see: a holder's liveness is judged by its process.
         Ok(None)
+    }
+
+    async fn insert_usage(
+        tx: &mut Transaction<'static, Self>,
+        usage: &[Usage],
+    ) -> anyhow::Result<()> {
+        let rows = usage
+            .iter()
+            .map(rows::UsageValues::of)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // 21 columns: 1 000 rows bind 21 000 parameters, under SQLite's limit.
+        for chunk in rows.chunks(1_000) {
+            let mut qb = QueryBuilder::<Sqlite>::new(format!(
+                "INSERT INTO usage ({}) ",
+                rows::USAGE_COLUMNS
+            ));
+            qb.push_values(chunk, |mut b, u| {
+                b.push_bind(u.company)
+                    .push_bind(u.id)
+                    .push_bind(u.source)
+                    .push_bind(u.line)
+                    .push_bind(u.occurred_at)
+                    .push_bind(u.received_at)
+                    .push_bind(u.office)
+                    .push_bind(u.party)
+                    .push_bind(u.service)
+                    .push_bind(u.usage_type)
+                    .push_bind(u.direction)
+                    .push_bind(u.remote_number)
+                    .push_bind(u.number_used)
+                    .push_bind(u.duration_s.as_str())
+                    .push_bind(u.billable_quantity)
+                    .push_bind(u.unit)
+                    .push_bind(u.rate_micros)
+                    .push_bind(u.rate_scale)
+                    .push_bind(u.increment.as_str())
+                    .push_bind(u.cost)
+                    .push_bind(u.content);
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 
     async fn insert_ledger(

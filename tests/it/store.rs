@@ -10,8 +10,8 @@ use billrun::fixture::Fixture;
 use billrun::jobs::intake::{Intake, take_in};
 use billrun::jobs::{DueOptions, run_due};
 use billrun::store::{
-    CommitOutcome, EventBatch, IntakeOutcome, IntakeRequest, IntakeWrites, RecordedEvent, StepRun,
-    Store, latest_closes,
+    CommitOutcome, EventBatch, IntakeJudge, IntakeOutcome, IntakeRequest, IntakeSnapshot,
+    RecordedEvent, StepRun, Store, UsageBatch, latest_closes,
 };
 use billrun::with_store;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -50,6 +50,26 @@ async fn master_data_round_trips() {
     .await;
 }
 
+/// An intake judge that records a batch of events decided beforehand.
+struct Recorded(Option<EventBatch>);
+
+impl IntakeJudge for Recorded {
+    fn events(&mut self, _: &IntakeSnapshot) -> anyhow::Result<EventBatch> {
+        Ok(self.0.take().unwrap_or_default())
+    }
+
+    fn next_usage(&mut self) -> anyhow::Result<Option<Vec<String>>> {
+        Ok(None)
+    }
+
+    fn usage(
+        &mut self,
+        _: &std::collections::BTreeMap<String, String>,
+    ) -> anyhow::Result<UsageBatch> {
+        Ok(UsageBatch::default())
+    }
+}
+
 #[tokio::test]
 async fn events_keep_their_verdicts_and_order() {
     let fx = Fixture::read(&fixture("contracted-removal")).unwrap();
@@ -62,9 +82,9 @@ async fn events_keep_their_verdicts_and_order() {
                 rejection: (i % 3 == 0).then(|| format!("reason {i}")),
             }).collect();
             let companies: Vec<_> = fx.world.companies.keys().cloned().collect();
-            let request = IntakeRequest { world: None, files: &[], companies: &companies, usage_ids: &[] };
-            let writes = IntakeWrites { events: EventBatch { events: recorded.clone(), ..Default::default() }, ..Default::default() };
-            assert_eq!(s.take_in(request, |_| Ok(writes)).await.unwrap(), IntakeOutcome::Recorded);
+            let request = IntakeRequest { world: None, files: &[], companies: &companies };
+            let mut judge = Recorded(Some(EventBatch { events: recorded.clone(), ..Default::default() }));
+            assert_eq!(s.take_in(request, &mut judge).await.unwrap(), IntakeOutcome::Recorded);
             let accepted = s.accepted_events(None).await.unwrap();
             let want: Vec<Event> = recorded.iter().filter(|r| r.rejection.is_none()).map(|r| r.event.clone()).collect();
             assert_eq!(accepted, want, "{}", db.backend);
@@ -218,8 +238,15 @@ async fn close_demo(db: &TestDb, until: DateTime<Utc>, late: bool) -> Vec<Docume
     with_store!(&store, s => {
         s.migrate().await.unwrap();
         s.save_world(&fx.world).await.unwrap();
-        let intake = Intake { world: &fx.world, save_world: false, events: &fx.events, usage: &[], files: &[] };
-        take_in(s, &intake).await.unwrap();
+        let intake = Intake {
+            world: &fx.world,
+            save_world: false,
+            events: &fx.events,
+            usage: Box::new(std::iter::empty()),
+            usage_companies: Default::default(),
+            files: &[],
+        };
+        take_in(s, intake).await.unwrap();
         if !late {
             let mut at = t("2026-01-01T00:00:00Z");
             while at < until {

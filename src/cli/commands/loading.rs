@@ -1,27 +1,33 @@
 //! `load`: a fixture, or a production feed appended to the recorded world, in one transaction.
 
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::BufReader;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use billrun::fixture::Fixture;
+use billrun::fixture::events::{self, Origin};
+use billrun::fixture::usage::{self, UsageReader};
+use billrun::fixture::{LoadError, scenario, text};
 use billrun::jobs::intake::{Intake, Taken, take_in};
 use billrun::store::{LoadedFile, Store};
 
 use crate::cli::{Context, EXIT_OK, EXIT_PARTIAL, Failure};
 
-/// The files `load` reads from a folder, in the order they are taken in.
-const INPUTS: [&str; 3] = ["scenario.toml", "events.jsonl", "usage.csv"];
+/// A load is retried once when a concurrent load recorded one of its files first: the second
+/// look finds the file loaded.
+const ATTEMPTS: usize = 2;
 
 /// A folder with a scenario is validated whole and recorded; a folder with only
 /// `events.jsonl` and/or `usage.csv` is a production feed appended to the recorded world.
 /// Scenario, events and usage are recorded in one transaction, or nothing is. A file whose
-/// exact content was loaded before is skipped, and says so.
+/// exact content was loaded before is skipped, and says so. `usage.csv` is read twice, a row
+/// at a time: once to check it (nothing is written if it can't be read throughout) and once
+/// to take it in, so memory does not grow with its size.
 pub async fn load<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<u8, Failure> {
     store.migrate().await?;
-    // A load that lost a race for its files to a concurrent load of the same files finds
-    // them recorded on its second look.
-    for _ in 0..2 {
+    for _ in 0..ATTEMPTS {
         if let Some(code) = load_once(store, cx, dir).await? {
             return Ok(code);
         }
@@ -32,9 +38,28 @@ pub async fn load<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<u8, F
     )))
 }
 
+/// The small files of a folder, read whole and hashed.
+struct SmallFile {
+    bytes: Vec<u8>,
+    file: LoadedFile,
+}
+
+/// What a folder holds, checked: the small files whole, `usage.csv` by a first pass.
+struct Folder {
+    scenario: Option<SmallFile>,
+    events: Option<SmallFile>,
+    usage: Option<(usage::UsageFile, LoadedFile)>,
+}
+
 /// One attempt; `None` when another load recorded one of the files meanwhile.
 async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Option<u8>, Failure> {
-    let files = input_files(cx, dir)?;
+    let folder = read_folder(cx, dir)?;
+    let files: Vec<&LoadedFile> = [&folder.scenario, &folder.events]
+        .into_iter()
+        .flatten()
+        .map(|f| &f.file)
+        .chain(folder.usage.iter().map(|(_, f)| f))
+        .collect();
     let hashes: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
     let known = store.loaded_files(&hashes).await?;
     for f in &known {
@@ -45,33 +70,51 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
             "this exact content was loaded before: skipped"
         );
     }
+    let is_new = |f: &LoadedFile| !known.iter().any(|k| k.sha256 == f.sha256);
     let new: Vec<LoadedFile> = files
-        .into_iter()
-        .filter(|f| !known.iter().any(|k| k.sha256 == f.sha256))
+        .iter()
+        .filter(|f| is_new(f))
+        .map(|f| (*f).clone())
         .collect();
     if new.is_empty() {
         tracing::info!(folder = %dir.display(), "nothing new to load");
         return Ok(Some(EXIT_OK));
     }
-    let is_new = |name: &str| new.iter().any(|f| f.name == name);
-    let with_scenario = dir.join("scenario.toml").exists();
-    let fx = if with_scenario {
-        Fixture::read(dir)?
+    let world = match &folder.scenario {
+        Some(f) => scenario::parse("scenario.toml", text::decode("scenario.toml", &f.bytes)?)?,
+        None => store.world().await?,
+    };
+    let origin = if folder.scenario.is_some() {
+        Origin::Fixture
     } else {
-        Fixture::read_feed(dir, store.world().await?)?
+        Origin::Feed
+    };
+    let events = match &folder.events {
+        Some(f) if is_new(&f.file) => {
+            let src = text::decode("events.jsonl", &f.bytes)?;
+            events::parse("events.jsonl", src, &world, origin)?
+        }
+        _ => Vec::new(),
+    };
+    let (usage, usage_companies): (Box<dyn Iterator<Item = _> + Send>, _) = match &folder.usage {
+        Some((checked, f)) if is_new(f) => {
+            let reader = UsageReader::new("usage.csv", BufReader::new(open(dir, "usage.csv")?))?;
+            (
+                Box::new(reader.map(|row| row.map_err(anyhow::Error::from))),
+                checked.companies.clone(),
+            )
+        }
+        _ => (Box::new(std::iter::empty()), BTreeSet::new()),
     };
     let intake = Intake {
-        world: &fx.world,
-        save_world: is_new("scenario.toml"),
-        events: if is_new("events.jsonl") {
-            &fx.events
-        } else {
-            &[]
-        },
-        usage: if is_new("usage.csv") { &fx.usage } else { &[] },
+        world: &world,
+        save_world: folder.scenario.as_ref().is_some_and(|f| is_new(&f.file)),
+        events: &events,
+        usage,
+        usage_companies,
         files: &new,
     };
-    let (events, usage) = match take_in(store, &intake).await? {
+    let (events, usage) = match take_in(store, intake).await? {
         Taken::Recorded { events, usage } => (events, usage),
         Taken::FilesTaken(names) => {
             tracing::info!(files = ?names, "another load recorded these files first");
@@ -93,29 +136,53 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
     }))
 }
 
-/// The input files present in `dir`, with the SHA-256 of their content.
-fn input_files(cx: &Context, dir: &Path) -> Result<Vec<LoadedFile>, Failure> {
+/// Opens `dir/name`.
+fn open(dir: &Path, name: &str) -> Result<File, LoadError> {
+    let path = dir.join(name);
+    File::open(&path).map_err(|e| LoadError::new(path.display().to_string(), 0, "", e.to_string()))
+}
+
+/// The input files present in `dir`, checked enough that the load can't fail half-way on
+/// unreadable input.
+fn read_folder(cx: &Context, dir: &Path) -> Result<Folder, Failure> {
     if !dir.is_dir() {
         return Err(Failure::Input(format!("{}: no such folder", dir.display())));
     }
-    let mut files = Vec::new();
-    for name in INPUTS {
-        let path = dir.join(name);
-        match std::fs::read(&path) {
-            Ok(bytes) => files.push(LoadedFile {
-                sha256: format!("{:x}", Sha256::digest(&bytes)),
-                name: name.to_string(),
-                loaded_at: cx.now(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Failure::Input(format!("{}: {e}", path.display()))),
+    let small = |name: &str| -> Result<Option<SmallFile>, Failure> {
+        match std::fs::read(dir.join(name)) {
+            Ok(bytes) => Ok(Some(SmallFile {
+                file: LoadedFile {
+                    sha256: format!("{:x}", Sha256::digest(&bytes)),
+                    name: name.to_string(),
+                    loaded_at: cx.now(),
+                },
+                bytes,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Failure::Input(format!("{}: {e}", dir.join(name).display()))),
         }
-    }
-    if files.is_empty() {
+    };
+    let usage = if dir.join("usage.csv").exists() {
+        let checked = usage::check("usage.csv", BufReader::new(open(dir, "usage.csv")?))?;
+        let file = LoadedFile {
+            sha256: checked.sha256.clone(),
+            name: "usage.csv".to_string(),
+            loaded_at: cx.now(),
+        };
+        Some((checked, file))
+    } else {
+        None
+    };
+    let folder = Folder {
+        scenario: small("scenario.toml")?,
+        events: small("events.jsonl")?,
+        usage,
+    };
+    if folder.scenario.is_none() && folder.events.is_none() && folder.usage.is_none() {
         return Err(Failure::Input(format!(
             "{}: no input file (scenario.toml, events.jsonl or usage.csv)",
             dir.display()
         )));
     }
-    Ok(files)
+    Ok(folder)
 }

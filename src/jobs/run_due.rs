@@ -122,6 +122,15 @@ pub async fn run_due<S: Store>(
             done.extend(finished_steps(store, &ids).await?);
         }
         let mut histories = load_histories(store, &chunk).await?;
+        // The usage email of a company's first open boundary compares with the close before.
+        let spend_from: Vec<(CompanyId, u32)> = chunk
+            .iter()
+            .map(|(c, _)| {
+                let open = done.get(c).map_or(0, next_open);
+                (c.clone(), open.saturating_sub(1))
+            })
+            .collect();
+        let mut spend = store.usage_spend(&spend_from).await?;
         let mut plans = Vec::with_capacity(chunk.len());
         for (id, _) in &chunk {
             if let Some(p) = &options.progress {
@@ -140,7 +149,8 @@ pub async fn run_due<S: Store>(
                 &history.events,
                 history.ledger,
                 history.unrated,
-            );
+            )
+            .with_spend(spend.remove(id).unwrap_or_default());
             let cx = PlanContext {
                 as_of,
                 last: options

@@ -276,13 +276,23 @@ fn plan_usage_shows_what_each_wallet_holds() {
         lines[0],
         ["scope", "wallet", "committed", "spent", "available", "used"]
     );
-    // January's AI usage spent 0.51 of the annual AI bundle's 30.00; February is not rated yet.
+    // January's AI usage spent 0.51 of the annual AI bundle's 30.00; February's a06 (23.10)
+    // and a07 (6.39) are not closed yet but are priced in: the bundle is spent.
     assert!(
-        lines.contains(&vec!["company", "ai", "30.00", "0.51", "29.49", "1.7%"]),
+        lines.contains(&vec!["company", "ai", "30.00", "30.00", "0.00", "100%"]),
+        "{text}"
+    );
+    // universal: the 10.00 purchase, a07's 3.65 and a09's 12.55, and a09's two recharges.
+    assert!(
+        lines.contains(&vec!["company", "universal", "-", "-", "13.80", "-"]),
         "{text}"
     );
     assert!(
-        lines.contains(&vec!["company", "universal", "-", "-", "10.00", "-"]),
+        text.contains("billing period 2026-02-01 to 2026-03-01"),
+        "{text}"
+    );
+    assert!(
+        text.contains("provisional: includes 5 usage rows"),
         "{text}"
     );
     billrun()

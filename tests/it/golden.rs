@@ -103,21 +103,18 @@ fn two_replays_write_identical_bytes() {
     let (p1, a) = replay_and_compare(&fixture, None);
     let (p2, b) = replay_and_compare(&fixture, None);
     assert!(p1.is_empty() && p2.is_empty(), "{p1:?} {p2:?}");
-    let mut names: Vec<_> = std::fs::read_dir(a.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    names.sort();
+    let names = files_under(a.path());
     assert!(names.len() >= 7, "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("outbox/"))
+            && names.iter().any(|n| n.starts_with("exports/")),
+        "{names:?}"
+    );
+    assert_eq!(names, files_under(b.path()));
     for name in names {
         let x = std::fs::read(a.path().join(&name)).unwrap();
         let y = std::fs::read(b.path().join(&name)).unwrap();
-        assert_eq!(
-            x,
-            y,
-            "{} differs between two replays",
-            name.to_string_lossy()
-        );
+        assert_eq!(x, y, "{name} differs between two replays");
     }
 }
 
@@ -144,4 +141,22 @@ fn replay_refuses_a_database_that_is_not_fresh() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fresh database"));
+}
+
+/// Every file under `dir`, as paths relative to it (`outbox/x.eml`), sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
 }

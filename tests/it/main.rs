@@ -3,6 +3,7 @@
 
 mod cli;
 mod golden;
+mod mail;
 mod production;
 mod store;
 mod support;

@@ -2,6 +2,7 @@
 //! both backends, and the command line.
 
 mod cli;
+mod export;
 mod golden;
 mod mail;
 mod production;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::{TestDb, billrun, csv_diff, csv_rows, postgres_url, repo};
+use crate::support::{TestDb, billrun, csv_diff, csv_rows, eml_diff, postgres_url, repo};
 
 fn fixtures() -> Vec<std::path::PathBuf> {
     let mut dirs: Vec<_> = std::fs::read_dir(repo().join("fixtures"))
@@ -52,6 +52,32 @@ fn replay_and_compare(fixture: &Path, into: Option<&str>) -> (Vec<String>, tempf
             } else if let Some(d) = csv_diff(&path, &actual) {
                 problems.push(d);
             }
+        }
+    }
+    // The emails and their CSVs: the same files, each read as a person would.
+    for dir in ["exports", "outbox"] {
+        let (want, got) = (
+            files_in(&expected.join(dir)),
+            files_in(&out.path().join(dir)),
+        );
+        if want != got {
+            problems.push(format!(
+                "{}: {dir}/ holds {got:?}, expected {want:?}",
+                fixture.display()
+            ));
+            continue;
+        }
+        for name in want {
+            let (e, a) = (
+                expected.join(dir).join(&name),
+                out.path().join(dir).join(&name),
+            );
+            let diff = if dir == "outbox" {
+                eml_diff(&e, &a)
+            } else {
+                csv_diff(&e, &a)
+            };
+            problems.extend(diff);
         }
     }
     for entry in std::fs::read_dir(out.path()).unwrap() {
@@ -159,4 +185,16 @@ fn files_under(dir: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// The names of the files in `dir` (none if it is missing), sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }

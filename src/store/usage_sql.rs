@@ -170,6 +170,9 @@ where
         let min = f.min_cost.map(rows::money).transpose()?;
         let max = f.max_cost.map(rows::money).transpose()?;
         let mut n = 0;
+        // A connection of its own, closed afterwards so its settings go with it.
+        let mut conn = self.pool().acquire().await?;
+        DB::prepare_stream(&mut conn).await?;
         for (from, until, rated) in passes {
             let mut qb =
                 QueryBuilder::<DB>::new(include_str!("../../sql/queries/usage_history.sql"));
@@ -210,12 +213,13 @@ where
                 qb.push(" AND u.cost <= ").push_bind(max);
             }
             qb.push(" ORDER BY u.occurred_at, u.id");
-            let mut rows = qb.build_query_as::<HistoryDbRow>().fetch(self.pool());
+            let mut rows = qb.build_query_as::<HistoryDbRow>().fetch(&mut *conn);
             while let Some(row) = rows.try_next().await? {
                 sink(row.into_domain()?)?;
                 n += 1;
             }
         }
+        conn.close().await?;
         Ok(n)
     }
 

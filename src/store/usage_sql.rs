@@ -187,13 +187,23 @@ where
             if let Some(until) = until {
                 qb.push(" AND u.occurred_at < ").push_bind(until);
             }
-            if let Some((k, late)) = rated {
-                qb.push(" AND r.boundary_index = ").push_bind(k);
-                qb.push(if late {
-                    " AND r.late"
-                } else {
-                    " AND NOT r.late"
-                });
+            match rated {
+                // Few rows, found through the partial index of late ratings.
+                Some((k, true)) => {
+                    qb.push(" AND r.boundary_index = ")
+                        .push_bind(k)
+                        .push(" AND r.late");
+                }
+                // Most rows: read in time order from usage_by_time, each rating looked up by
+                // its key. The COALESCE keeps a planner without statistics (right after a
+                // bulk close) from driving the join from the ratings instead, which would
+                // scan the time range once per rating.
+                Some((k, false)) => {
+                    qb.push(" AND COALESCE(r.boundary_index, -1) = ")
+                        .push_bind(k)
+                        .push(" AND NOT r.late");
+                }
+                None => {}
             }
             if let Some(party) = &f.party {
                 qb.push(" AND u.party = ").push_bind(party.clone());

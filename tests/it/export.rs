@@ -203,3 +203,78 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+/// Whether a program is on the PATH. Under CI it must be (.ci/run installs it): a spreadsheet
+/// check that silently does not run is no check.
+fn have(program: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must have {program}: .ci/run installs it"
+        );
+        eprintln!("NOTE: {program} is not installed: skipping the spreadsheet conversion");
+    }
+    found
+}
+
+/// LibreOffice opens the export (as UTF-8 CSV), converts it to .xlsx headless, and no cell of
+/// the workbook is a formula; a raw formula in the same place would be one.
+#[test]
+fn libreoffice_finds_no_formula_in_an_export() {
+    if !(have("soffice") && have("unzip")) {
+        return;
+    }
+    let db = block_on(TestDb::sqlite());
+    let dir = tempfile::tempdir().unwrap();
+    loaded(&db, dir.path());
+    assert_eq!(
+        export(&db, dir.path(), "may", &["--month", "2026-05"]).0,
+        Some(0)
+    );
+    // The control: the same file with one name left as a formula.
+    let text = std::fs::read_to_string(dir.path().join("may.csv")).unwrap();
+    assert!(text.contains(",'@SUM(1+1),"), "{text}");
+    std::fs::write(
+        dir.path().join("raw.csv"),
+        text.replace(",'@SUM(1+1),", ",=SUM(1+1),"),
+    )
+    .unwrap();
+    let sheet = |name: &str| -> String {
+        let out = std::process::Command::new("soffice")
+            .args([
+                "--headless",
+                "--infilter=CSV:44,34,76",
+                "--convert-to",
+                "xlsx",
+                "--outdir",
+            ])
+            .arg(dir.path())
+            .arg(dir.path().join(format!("{name}.csv")))
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let xml = std::process::Command::new("unzip")
+            .args(["-p"])
+            .arg(dir.path().join(format!("{name}.xlsx")))
+            .arg("xl/worksheets/sheet1.xml")
+            .output()
+            .unwrap();
+        String::from_utf8(xml.stdout).unwrap()
+    };
+    let exported = sheet("may");
+    assert!(exported.contains("<sheetData>"), "{exported}");
+    assert!(!exported.contains("<f"), "a formula cell: {exported}");
+    assert!(
+        sheet("raw").contains("<f"),
+        "the control must hold a formula"
+    );
+}

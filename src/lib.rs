@@ -9,6 +9,7 @@ pub mod export;
 pub mod failpoint;
 pub mod fixture;
 pub mod jobs;
+pub mod mail;
 pub mod replay;
 pub mod scheduler;
 pub mod store;

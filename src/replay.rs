@@ -11,6 +11,7 @@ use crate::domain::words::CompanyId;
 use crate::fixture::Fixture;
 use crate::jobs::intake::{Intake, IntakeReport, Taken, take_in};
 use crate::jobs::{DueOptions, run_due};
+use crate::mail::{MailSettings, Sender, deliver_due};
 use crate::store::Store;
 
 /// What a replay did.
@@ -72,6 +73,17 @@ pub async fn replay<S: Store>(
     store: &S,
     fixture: &Fixture,
     until: Option<DateTime<Utc>>,
+) -> anyhow::Result<ReplayReport> {
+    replay_with_mail(store, fixture, until, None).await
+}
+
+/// [`replay`], delivering the usage emails each boundary queues as the scheduler would,
+/// right after the closes, at the simulated instant.
+pub async fn replay_with_mail<S: Store>(
+    store: &S,
+    fixture: &Fixture,
+    until: Option<DateTime<Utc>>,
+    mail: Option<&MailSettings>,
 ) -> anyhow::Result<ReplayReport> {
     store.migrate().await?;
     if !store.world().await?.companies.is_empty() {
@@ -141,6 +153,13 @@ pub async fn replay<S: Store>(
             let due = run_due(store, &fixture.world, t, &options, &clock).await?;
             report.boundaries += due.closed.len();
             report.failed.extend(due.failed);
+            if let Some(mail) = mail {
+                let sender = Sender {
+                    owner: "replay".to_string(),
+                    claim: chrono::Duration::hours(1),
+                };
+                deliver_due(store, &fixture.world, mail, &sender, t).await?;
+            }
         }
         events.extend(work.events.iter().copied());
         usage.extend(work.usage.iter().copied());

@@ -23,6 +23,43 @@ pub struct Cli {
     )]
     pub database: String,
 
+    /// Send usage emails to this SMTP server: smtp://[USER:PASSWORD@]HOST[:PORT] (STARTTLS when
+    /// offered) or smtps://… (TLS). Without it, emails are written to the outbox folder.
+    #[arg(long, global = true, env = "BILLRUN_SMTP_URL", hide_env_values = true)]
+    pub smtp: Option<String>,
+
+    /// The outbox folder for usage emails when no SMTP server is set.
+    #[arg(
+        long,
+        global = true,
+        env = "BILLRUN_OUTBOX",
+        default_value = "outbox",
+        hide_env_values = true
+    )]
+    pub outbox: PathBuf,
+
+    /// Extra trusted root certificates (PEM) for the SMTP server's TLS.
+    #[arg(long, global = true, env = "BILLRUN_SMTP_CA", hide_env_values = true)]
+    pub smtp_ca: Option<PathBuf>,
+
+    /// The From address of usage emails.
+    #[arg(
+        long,
+        global = true,
+        env = "BILLRUN_MAIL_FROM",
+        default_value = "billrun <billrun@localhost>"
+    )]
+    pub mail_from: String,
+
+    /// Attach a usage CSV larger than this many bytes gzip-compressed (.csv.gz).
+    #[arg(
+        long,
+        global = true,
+        env = "BILLRUN_ATTACH_GZIP_ABOVE",
+        default_value_t = billrun::mail::DEFAULT_GZIP_ABOVE
+    )]
+    pub attach_gzip_above: u64,
+
     /// Log lines as plain text or JSON.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -80,15 +117,21 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Show each wallet's committed, spent and available credits, per scope.
+    /// Show each wallet's committed, spent and available credits, per scope, with the usage
+    /// accepted since the last close priced in (provisional).
     PlanUsage {
         /// The company.
         #[arg(long)]
         company: String,
+        /// Only the wallets of this office's scope.
+        #[arg(long)]
+        office: Option<String>,
         /// The instant (RFC 3339); default now.
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// Write the usage history of a grid period as CSV.
+    ExportUsage(ExportArgs),
     /// Write the files of a replay from the database as it stands.
     Dump {
         /// Where to write the files.
@@ -131,4 +174,38 @@ pub struct ReplayArgs {
     /// Replay into this (empty) database instead of a temporary SQLite file.
     #[arg(long = "into")]
     pub into: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// The company.
+    #[arg(long)]
+    pub company: String,
+    /// Only this office.
+    #[arg(long)]
+    pub office: Option<String>,
+    /// The grid period starting in this month of the company's zone (YYYY-MM).
+    #[arg(long)]
+    pub month: String,
+    /// Only this user or group (id).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only rows paid from this wallet (allowance:<service>, telephony, ai, universal).
+    #[arg(long)]
+    pub wallet: Option<String>,
+    /// Only rows costing at least this.
+    #[arg(long)]
+    pub min_amount: Option<String>,
+    /// Only rows costing at most this.
+    #[arg(long)]
+    pub max_amount: Option<String>,
+    /// Export as this admin sees it: an office admin gets only their own office.
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// The file to write; default usage-history-YYYY-MM-DD.csv (today in the company's zone).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

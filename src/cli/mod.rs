@@ -118,16 +118,46 @@ macro_rules! on_store {
 }
 pub(crate) use on_store;
 
+/// The mail settings of the command line: SMTP when `--smtp` is set, else the outbox folder.
+fn mail_settings(cli: &Cli) -> Result<billrun::mail::MailSettings, Failure> {
+    use billrun::mail::{MailSettings, SmtpSettings, Transport};
+    let mut settings = MailSettings::outbox(cli.outbox.clone());
+    if let Some(url) = &cli.smtp {
+        let ca_pem = match &cli.smtp_ca {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| Failure::Input(format!("--smtp-ca {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let smtp = SmtpSettings {
+            url: url.clone(),
+            ca_pem,
+        };
+        // Refuse a bad URL up front, naming it without its password.
+        smtp.transport(settings.timeout)
+            .map_err(|e| Failure::Input(format!("--smtp: {e:#}")))?;
+        settings.transport = Transport::Smtp(smtp);
+    }
+    settings.from = cli.mail_from.clone();
+    settings.gzip_above = cli.attach_gzip_above;
+    Ok(settings)
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli, cx: &Context) -> Result<u8, Failure> {
+    let mail = mail_settings(&cli)?;
+    let mail = &mail;
     let url = cli.database.as_str();
     match cli.command {
         Command::Migrate => on_store!(cx, url, s => commands::migrate(s, url).await),
         Command::Load { fixture } => {
             on_store!(cx, url, s => commands::load(s, cx, &fixture).await)
         }
-        Command::RunDue(args) => on_store!(cx, url, s => commands::run_due(s, cx, args).await),
-        Command::Schedule { config } => commands::schedule(cx, url, &config).await,
+        Command::RunDue(args) => {
+            on_store!(cx, url, s => commands::run_due(s, cx, args, mail).await)
+        }
+        Command::Schedule { config } => commands::schedule(cx, url, &config, mail).await,
         Command::Status { company, as_of } => {
             on_store!(cx, url, s => commands::status(s, cx, company, as_of).await)
         }
@@ -138,8 +168,15 @@ pub async fn run(cli: Cli, cx: &Context) -> Result<u8, Failure> {
             out,
             seed,
         } => commands::gen_fixture(companies, events, seed, &out),
-        Command::PlanUsage { company, as_of } => {
-            on_store!(cx, url, s => commands::plan_usage(s, cx, &company, as_of).await)
+        Command::PlanUsage {
+            company,
+            office,
+            as_of,
+        } => {
+            on_store!(cx, url, s => commands::plan_usage(s, cx, &company, office, as_of).await)
+        }
+        Command::ExportUsage(args) => {
+            on_store!(cx, url, s => commands::export_usage(s, cx, args).await)
         }
         Command::Dump { out, company } => {
             on_store!(cx, url, s => commands::dump(s, &out, company).await)

@@ -1,7 +1,7 @@
 //! Reports for people at a terminal: the status of closes and the plan usage view.
 
 use billrun::domain::money::Currency;
-use billrun::domain::wallets::PlanUsage;
+use billrun::domain::wallets::{PlanUsage, PlanUsageView};
 use billrun::jobs::status::CompanyStatus;
 
 /// The plan usage view as an aligned text table.
@@ -49,6 +49,25 @@ pub fn plan_usage_table(rows: &[PlanUsage], currency: &Currency) -> String {
     out
 }
 
+/// What the plan usage table stands for: the billing period, the currency, and whether
+/// usage not yet closed is priced in.
+pub fn plan_usage_notes(view: &PlanUsageView, currency: &Currency) -> String {
+    let mut out = format!(
+        "billing period {} to {} (exclusive), amounts in {}\n",
+        view.period_start,
+        view.period_end,
+        currency.code()
+    );
+    if view.provisional > 0 {
+        out.push_str(&format!(
+            "provisional: includes {} usage rows accepted since the last close, priced and drawn \
+             down here only; the close at {} records them\n",
+            view.provisional, view.period_end
+        ));
+    }
+    out
+}
+
 /// The status report as text.
 pub fn status_text(rows: &[CompanyStatus], rejections: usize) -> String {
     let mut out = String::from("company  closed through  pending  next boundary\n");
@@ -80,7 +99,37 @@ pub fn status_text(rows: &[CompanyStatus], rejections: usize) -> String {
     out.push_str(&format!(
         "rejected items: {rejections} (see rejections.csv from `billrun dump`)\n"
     ));
-    out.push_str("email queue: usage emails are not part of this version\n");
+    out
+}
+
+/// The usage email queue: how many were sent, and each one waiting or refused, with its
+/// tries, next try and last error.
+pub fn email_queue_text(sent: i64, pending: &[billrun::store::QueuedEmail]) -> String {
+    use billrun::store::EmailStatus;
+    let queued = pending
+        .iter()
+        .filter(|e| e.status == EmailStatus::Queued)
+        .count();
+    let failed = pending.len() - queued;
+    let mut out = format!("email queue: {sent} sent, {queued} queued, {failed} failed\n");
+    for e in pending {
+        let when = match e.status {
+            EmailStatus::Queued => format!("next try {}", e.next_attempt_at.to_rfc3339()),
+            _ => "not retried".to_string(),
+        };
+        out.push_str(&format!(
+            "  {} {} {} {} after {} tries, {when}{}\n",
+            e.status.as_str(),
+            e.company,
+            e.boundary,
+            e.recipient,
+            e.attempts,
+            e.last_error
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ));
+    }
     out
 }
 

@@ -25,6 +25,7 @@ use super::licenses::{AppliedRemoval, LicenseBook};
 use super::model::{Billing, Company, Event, World};
 use super::money::storable;
 use super::usage::{Rating, Unrated};
+use super::usage_email::{EmailContext, EmailDraft, Spend, draft};
 use super::wallets::{EntryKind, GrantRank, LedgerEntry, Wallets};
 use super::words::CardChargeKind;
 
@@ -41,16 +42,19 @@ pub enum Step {
     Invoice,
     /// Grant the allowances and bundles of the periods starting at the boundary.
     Grant,
+    /// Queue each admin's email of the usage rated by the close (none at the anchor).
+    UsageEmail,
 }
 
 impl Step {
     /// Every step, in the order a close runs them.
-    pub const ALL: [Step; 5] = [
+    pub const ALL: [Step; 6] = [
         Step::Rate,
         Step::Expire,
         Step::ApplyRemovals,
         Step::Invoice,
         Step::Grant,
+        Step::UsageEmail,
     ];
 
     /// The name used in files and on the command line.
@@ -61,6 +65,7 @@ impl Step {
             Step::ApplyRemovals => "apply-removals",
             Step::Invoice => "invoice",
             Step::Grant => "grant",
+            Step::UsageEmail => "usage-email",
         }
     }
 }
@@ -97,6 +102,10 @@ pub struct StepEffects {
     pub ledger: Vec<LedgerEntry>,
     /// Usage rows rated.
     pub ratings: Vec<Rating>,
+    /// What the rated rows cost, by office, service and wallet (the `rate` step).
+    pub spend: Spend,
+    /// Emails queued (the `usage-email` step).
+    pub emails: Vec<EmailDraft>,
 }
 
 impl StepEffects {
@@ -152,6 +161,9 @@ pub struct CompanyClose<'a> {
     /// Unrated usage, in (occurred_at, id) order.
     unrated: Vec<Unrated>,
     ranks: BTreeMap<String, GrantRank>,
+    /// The spend of closes by boundary index: the one before the first open boundary (read
+    /// from the store) and those rated since.
+    spend: BTreeMap<u32, Spend>,
 }
 
 impl<'a> CompanyClose<'a> {
@@ -174,7 +186,16 @@ impl<'a> CompanyClose<'a> {
             ledger,
             unrated,
             ranks: grant_ranks(world, company),
+            spend: BTreeMap::new(),
         }
+    }
+
+    /// The close with the recorded spend of earlier closes, by boundary index: the usage
+    /// email of a boundary compares with the previous close. A boundary missing from
+    /// `spend` spent nothing.
+    pub fn with_spend(mut self, spend: BTreeMap<u32, Spend>) -> Self {
+        self.spend = spend;
+        self
     }
 
     /// The company being closed.
@@ -187,6 +208,42 @@ impl<'a> CompanyClose<'a> {
         Wallets::fold(self.ledger.iter().filter(|e| e.at < before), &|r| {
             rank_of(&self.ranks, r)
         })
+    }
+
+    /// The wallets at `at` as the next close would leave them if it ran now: the ledger up
+    /// to `at`, then every unrated row that occurred and arrived by `at` priced and drawn
+    /// down in (occurred_at, id) order, with the recharges it would trigger. Nothing is
+    /// recorded: the numbers are provisional until the close. Returns the wallets and the
+    /// number of rows drawn down.
+    pub fn provisional_wallets(&self, at: DateTime<Utc>) -> (Wallets, usize) {
+        let grid = self.company.grid();
+        let mut wallets = self.wallets_before(at + chrono::Duration::microseconds(1));
+        let next = grid.first_boundary_after(at);
+        let mut rows = 0;
+        for u in self
+            .unrated
+            .iter()
+            .filter(|u| u.occurred_at <= at && u.received_at <= at)
+        {
+            rows += 1;
+            if u.cost <= Decimal::ZERO {
+                continue;
+            }
+            let debit_at = if is_late(&grid, u.occurred_at, next) {
+                u.received_at
+            } else {
+                u.occurred_at
+            };
+            wallets.charge(
+                &usage_scope(self.company, u.service, &u.office),
+                u.service,
+                u.cost,
+                debit_at,
+                &u.id,
+                self.account.auto_recharge(debit_at),
+            );
+        }
+        (wallets, rows)
     }
 
     /// Computes `step` of boundary `k` and takes its effects into the in-memory history. An
@@ -205,9 +262,13 @@ impl<'a> CompanyClose<'a> {
                     ..Default::default()
                 }
             }
+            Step::UsageEmail => self.usage_email(k),
         };
         effects.check_storable()?;
         self.ledger.extend(effects.ledger.iter().cloned());
+        if step == Step::Rate {
+            self.spend.insert(k, effects.spend.clone());
+        }
         Ok(effects)
     }
 
@@ -262,10 +323,56 @@ impl<'a> CompanyClose<'a> {
                     ));
                 }
             }
+            for e in entries.iter().filter(|e| e.kind == EntryKind::Debit) {
+                effects.spend.add(&u.office, u.service, e.wallet, -e.amount);
+            }
             effects.ledger.extend(entries);
         }
         effects.items = effects.ratings.len() as i64;
         effects
+    }
+
+    /// `usage-email`: one email per admin of the company with the usage rated by the close
+    /// of boundary `k`, compared with the previous close. The anchor closes no period, so it
+    /// sends none.
+    fn usage_email(&self, k: u32) -> StepEffects {
+        if k == 0 {
+            return StepEffects::default();
+        }
+        let (world, company) = (self.world, self.company);
+        let grid = company.grid();
+        let nothing = Spend::default();
+        let current = self.spend.get(&k).unwrap_or(&nothing);
+        // The first period has nothing to compare with.
+        let previous = (k >= 2).then(|| self.spend.get(&(k - 1)).unwrap_or(&nothing));
+        let emails: Vec<EmailDraft> = world
+            .admins
+            .iter()
+            .filter(|a| a.company == company.id)
+            .map(|admin| {
+                let office_name = match &admin.role {
+                    super::model::AdminRole::Company => None,
+                    super::model::AdminRole::Office(o) => world
+                        .offices_of(&company.id)
+                        .find(|x| &x.id == o)
+                        .map(|x| x.name.as_str()),
+                };
+                let cx = EmailContext {
+                    company,
+                    office_name,
+                    period_start: grid.boundary_date(k - 1),
+                    boundary: grid.boundary_date(k),
+                    current,
+                    previous,
+                };
+                draft(admin, &cx)
+            })
+            .collect();
+        StepEffects {
+            items: emails.len() as i64,
+            emails,
+            ..Default::default()
+        }
     }
 
     /// `expire`: what is left of every grant ending at the boundary.

@@ -13,5 +13,7 @@ pub mod money;
 pub mod rating;
 pub mod sms;
 pub mod usage;
+pub mod usage_email;
+pub mod usage_history;
 pub mod wallets;
 pub mod words;

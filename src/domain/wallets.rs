@@ -304,6 +304,19 @@ impl PlanUsage {
     }
 }
 
+/// The plan usage of a company at an instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanUsageView {
+    /// One row per scope and wallet.
+    pub rows: Vec<PlanUsage>,
+    /// Usage rows accepted since the last close and drawn down in memory.
+    pub provisional: usize,
+    /// First local day of the billing period containing the instant.
+    pub period_start: chrono::NaiveDate,
+    /// The boundary ending it (local date, exclusive).
+    pub period_end: chrono::NaiveDate,
+}
+
 impl Wallets {
     /// The plan usage of every wallet at `at`: granted wallets from their live grants, and
     /// `universal` by balance; scopes in file order, then wallet.

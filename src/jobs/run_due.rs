@@ -266,6 +266,15 @@ impl<S: Store> Run<'_, S> {
         // Read now that the companies are ours: another instance may have closed some since.
         let mut done = finished_steps(self.store, &ids).await?;
         let mut histories = load_histories(self.store, &chunk).await?;
+        // The usage email of a company's first open boundary compares with the close before.
+        let spend_from: Vec<(CompanyId, u32)> = ids
+            .iter()
+            .map(|c| {
+                let open = done.get(c).map_or(0, next_open);
+                (c.clone(), open.saturating_sub(1))
+            })
+            .collect();
+        let mut spend = self.store.usage_spend(&spend_from).await?;
         let mut plans = Vec::with_capacity(chunk.len());
         for id in &ids {
             let lease = self.options.lease.as_ref().map(|cfg| Lease {
@@ -280,7 +289,8 @@ impl<S: Store> Run<'_, S> {
                 &history.events,
                 history.ledger,
                 history.unrated,
-            );
+            )
+            .with_spend(spend.remove(id).unwrap_or_default());
             let cx = PlanContext {
                 as_of: self.as_of,
                 last: self

@@ -27,6 +27,12 @@ pub trait Backend: sqlx::Database {
         usage: &[Usage],
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// Readies a connection for a long streamed read (an export of any size), so the memory it
+    /// holds does not grow with the rows read. The connection is closed afterwards.
+    fn prepare_stream(
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
     /// Appends ledger entries in the order given, in as few statements as their number allows.
     fn insert_ledger(
         tx: &mut Transaction<'static, Self>,

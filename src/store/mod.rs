@@ -10,6 +10,7 @@ pub mod postgres;
 mod rows;
 mod sql;
 pub mod sqlite;
+mod usage_sql;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -21,6 +22,8 @@ use crate::domain::close::{Step, StepEffects};
 use crate::domain::invoice::Document;
 use crate::domain::model::{Event, World};
 use crate::domain::usage::{Rating, Unrated, Usage};
+use crate::domain::usage_email::Spend;
+use crate::domain::usage_history::{ExportScope, HistoryQuery, HistoryRecord};
 use crate::domain::wallets::LedgerEntry;
 use crate::domain::words::CompanyId;
 
@@ -250,6 +253,86 @@ pub struct RatedUsage {
     pub rating: Rating,
 }
 
+/// Where a queued usage email stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EmailStatus {
+    /// Waiting to be sent (again).
+    Queued,
+    /// Accepted by the server (or written to the outbox).
+    Sent,
+    /// Refused for good (a permanent 5xx, an address that can't be used).
+    Failed,
+}
+
+impl EmailStatus {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailStatus::Queued => "queued",
+            EmailStatus::Sent => "sent",
+            EmailStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for EmailStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [EmailStatus::Queued, EmailStatus::Sent, EmailStatus::Failed]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown email status {s:?}"))
+    }
+}
+
+/// A usage email in the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedEmail {
+    /// The company.
+    pub company: CompanyId,
+    /// The boundary whose close queued it.
+    pub boundary_index: u32,
+    /// That boundary's local date.
+    pub boundary: NaiveDate,
+    /// The admin's address.
+    pub recipient: String,
+    /// Whose usage the attachment holds.
+    pub scope: ExportScope,
+    /// The deterministic `Message-ID`.
+    pub message_id: String,
+    /// The subject.
+    pub subject: String,
+    /// The body's summary.
+    pub summary: String,
+    /// The attachment's file name.
+    pub attachment: String,
+    /// Where it stands.
+    pub status: EmailStatus,
+    /// Tries so far (claims, including a try that crashed).
+    pub attempts: i64,
+    /// When it is due (queued) or was last claimed.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Why the last try failed.
+    pub last_error: Option<String>,
+}
+
+/// How a try to send an email ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailOutcome {
+    /// The server accepted it (or it was written to the outbox) at this instant.
+    Sent(DateTime<Utc>),
+    /// It failed for now; try again at `next` (a server down, a 4xx, a timeout).
+    Retry {
+        /// Why.
+        error: String,
+        /// When to try again.
+        next: DateTime<Utc>,
+    },
+    /// It was refused for good; never tried again.
+    Failed(String),
+}
+
 /// Storage for billrun. Every write that belongs together is one transaction. A `companies`
 /// argument of `None` means every company.
 #[allow(async_fn_in_trait)]
@@ -374,6 +457,47 @@ pub trait Store {
 
     /// Every card charge, in the order made.
     async fn card_charges(&self) -> anyhow::Result<Vec<CardCharge>>;
+
+    /// For each (company, from), the spend recorded by its closes at boundary `from` and
+    /// later, by boundary index.
+    async fn usage_spend(
+        &self,
+        from: &[(CompanyId, u32)],
+    ) -> anyhow::Result<BTreeMap<CompanyId, BTreeMap<u32, Spend>>>;
+
+    /// Streams the usage history `query` asks for, oldest first, into `sink`, one row at a
+    /// time (memory does not grow with the rows). Returns the number of rows.
+    async fn usage_history(
+        &self,
+        query: &HistoryQuery,
+        sink: &mut (dyn FnMut(HistoryRecord) -> anyhow::Result<()> + Send),
+    ) -> anyhow::Result<u64>;
+
+    /// Claims up to `limit` queued emails due at `now` for `owner` until `until`: nobody
+    /// else takes them before then. Returns them in key order.
+    async fn claim_due_emails(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<QueuedEmail>>;
+
+    /// Records how `owner`'s try of an email ended; `false` when the claim was lost (it ran
+    /// out and another sender took the email), and then nothing is changed.
+    async fn finish_email(
+        &self,
+        email: &QueuedEmail,
+        owner: &str,
+        outcome: &EmailOutcome,
+    ) -> anyhow::Result<bool>;
+
+    /// The number of emails sent, and every email not sent (queued or failed), in key order;
+    /// of one company, or all.
+    async fn email_backlog(
+        &self,
+        company: Option<&CompanyId>,
+    ) -> anyhow::Result<(i64, Vec<QueuedEmail>)>;
 }
 
 /// For each company with a completed step, the latest boundary with one: where its closing

@@ -108,6 +108,11 @@ impl Backend for Postgres {
         Ok(())
     }
 
+    async fn prepare_stream(_conn: &mut Self::Connection) -> anyhow::Result<()> {
+        // The server keeps the pages; the client holds one row at a time.
+        Ok(())
+    }
+
     async fn insert_ledger(
         tx: &mut Transaction<'static, Self>,
         entries: &[(&CompanyId, &LedgerEntry)],

@@ -849,6 +849,135 @@ impl CardChargeRow {
     }
 }
 
+/// `usage_spend`: what a close's rated usage drew from one wallet.
+#[derive(sqlx::FromRow)]
+pub struct SpendRow {
+    pub company_id: String,
+    boundary_index: i64,
+    office: String,
+    service: String,
+    wallet: String,
+    amount: i64,
+}
+
+impl SpendRow {
+    /// (boundary index, office, service, wallet, amount).
+    pub fn into_domain(
+        self,
+    ) -> anyhow::Result<(
+        u32,
+        crate::domain::words::OfficeId,
+        crate::domain::words::Service,
+        Wallet,
+        Decimal,
+    )> {
+        Ok((
+            index(self.boundary_index)?,
+            self.office.into(),
+            word("service", &self.service)?,
+            word("wallet", &self.wallet)?,
+            amount(self.amount),
+        ))
+    }
+}
+
+/// A row of the usage history: `usage` with office and party names and its wallets.
+#[derive(sqlx::FromRow)]
+pub struct HistoryDbRow {
+    id: String,
+    occurred_at: i64,
+    office: String,
+    office_name: String,
+    party_name: String,
+    remote_number: String,
+    service: String,
+    usage_type: String,
+    direction: String,
+    duration_s: String,
+    billable_quantity: i64,
+    unit: String,
+    rate_micros: i64,
+    rate_scale: i64,
+    increment: String,
+    cost: i64,
+    wallet_sources: String,
+}
+
+impl HistoryDbRow {
+    pub fn into_domain(self) -> anyhow::Result<crate::domain::usage_history::HistoryRecord> {
+        let service = word("service", &self.service)?;
+        Ok(crate::domain::usage_history::HistoryRecord {
+            usage_type: (!self.usage_type.is_empty())
+                .then(|| {
+                    crate::domain::words::UsageType::parse_for(service, &self.usage_type)
+                        .map_err(|e| anyhow!("stored usage_type: {e}"))
+                })
+                .transpose()?,
+            id: self.id,
+            occurred_at: at(self.occurred_at)?,
+            office: self.office.into(),
+            office_name: self.office_name,
+            party_name: self.party_name,
+            remote_number: self.remote_number,
+            service,
+            direction: opt_word("direction", &self.direction)?,
+            duration_s: (!self.duration_s.is_empty())
+                .then(|| self.duration_s.parse::<i64>())
+                .transpose()
+                .with_context(|| format!("stored duration_s {:?}", self.duration_s))?,
+            billable_quantity: self.billable_quantity,
+            unit: word("unit", &self.unit)?,
+            rate: price_from(self.rate_micros, self.rate_scale)?,
+            increment: increment_from(&self.increment)?,
+            wallet_sources: wallets_from(&self.wallet_sources)?,
+            cost: amount(self.cost),
+        })
+    }
+}
+
+/// `usage_emails`.
+#[derive(sqlx::FromRow)]
+pub struct EmailRow {
+    company_id: String,
+    boundary_index: i64,
+    boundary_date: String,
+    recipient: String,
+    scope: String,
+    message_id: String,
+    subject: String,
+    summary: String,
+    attachment: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_error: Option<String>,
+}
+
+impl EmailRow {
+    pub fn into_domain(self) -> anyhow::Result<super::QueuedEmail> {
+        use crate::domain::usage_history::ExportScope;
+        Ok(super::QueuedEmail {
+            company: self.company_id.into(),
+            boundary_index: index(self.boundary_index)?,
+            boundary: parse_date(&self.boundary_date)?,
+            recipient: self.recipient,
+            scope: if self.scope == "company" {
+                ExportScope::Company
+            } else {
+                ExportScope::Office(self.scope.into())
+            },
+            message_id: self.message_id,
+            subject: self.subject,
+            summary: self.summary,
+            attachment: self.attachment,
+            status: word("email status", &self.status)?,
+            attempts: self.attempts,
+            next_attempt_at: at(self.next_attempt_at)?,
+            last_error: self.last_error,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

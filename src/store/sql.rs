@@ -11,9 +11,9 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, QueryBuil
 use super::backend::Backend;
 use super::rows::{self, *};
 use super::{
-    CommitOutcome, CompletedStep, EventBatch, IntakeJudge, IntakeOutcome, IntakeRequest,
-    IntakeSnapshot, JobRun, LedgerRow, LoadedFile, RatedUsage, Rejection, StepFailure, StepRun,
-    Store,
+    CommitOutcome, CompletedStep, EmailOutcome, EventBatch, IntakeJudge, IntakeOutcome,
+    IntakeRequest, IntakeSnapshot, JobRun, LedgerRow, LoadedFile, QueuedEmail, RatedUsage,
+    Rejection, StepFailure, StepRun, Store,
 };
 use crate::domain::account::CardCharge;
 use crate::domain::close::StepEffects;
@@ -48,6 +48,11 @@ impl<DB: Backend> SqlStore<DB> {
     /// Closes every connection (SQLite then checkpoints its write-ahead log).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// The connection pool, for the other SQL modules of the store.
+    pub(super) fn pool(&self) -> &Pool<DB> {
+        &self.pool
     }
 }
 
@@ -992,6 +997,8 @@ where
                 Self::insert_document(&mut tx, d).await?;
             }
             Self::insert_card_charges(&mut tx, &effects.card_charges).await?;
+            Self::insert_spend(&mut tx, run, &effects.spend).await?;
+            Self::queue_emails(&mut tx, run, &effects.emails).await?;
             crate::failpoint::hit(&format!("commit:{}", run.step));
         }
         // The ledger entries and ratings of all the steps, in step order.
@@ -1201,5 +1208,48 @@ where
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(CardChargeRow::into_domain).collect()
+    }
+
+    async fn usage_spend(
+        &self,
+        from: &[(CompanyId, u32)],
+    ) -> anyhow::Result<BTreeMap<CompanyId, BTreeMap<u32, crate::domain::usage_email::Spend>>> {
+        self.spend_from(from).await
+    }
+
+    async fn usage_history(
+        &self,
+        query: &crate::domain::usage_history::HistoryQuery,
+        sink: &mut (
+                 dyn FnMut(crate::domain::usage_history::HistoryRecord) -> anyhow::Result<()> + Send
+             ),
+    ) -> anyhow::Result<u64> {
+        self.stream_history(query, sink).await
+    }
+
+    async fn claim_due_emails(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<QueuedEmail>> {
+        self.claim_emails(owner, now, until, limit).await
+    }
+
+    async fn finish_email(
+        &self,
+        email: &QueuedEmail,
+        owner: &str,
+        outcome: &EmailOutcome,
+    ) -> anyhow::Result<bool> {
+        self.finish(email, owner, outcome).await
+    }
+
+    async fn email_backlog(
+        &self,
+        company: Option<&CompanyId>,
+    ) -> anyhow::Result<(i64, Vec<QueuedEmail>)> {
+        self.backlog(company).await
     }
 }

@@ -120,6 +120,15 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    async fn prepare_stream(conn: &mut Self::Connection) -> anyhow::Result<()> {
+        // The store's connections keep a 256 MiB page cache for closes; a streamed export reads
+        // every page of the usage table once, and would fill it. 8 MiB is plenty for one pass.
+        sqlx::query("PRAGMA cache_size = -8192")
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_ledger(
         tx: &mut Transaction<'static, Self>,
         entries: &[(&CompanyId, &LedgerEntry)],

@@ -397,17 +397,77 @@ fn plan_usage_shows_what_each_wallet_holds() {
         lines[0],
         ["scope", "wallet", "committed", "spent", "available", "used"]
     );
-    // January's AI usage spent 0.51 of the annual AI bundle's 30.00; February is not rated yet.
+    // January's AI usage spent 0.51 of the annual AI bundle's 30.00; February's a06 (23.10)
+    // and a07 (6.39) are not closed yet but are priced in: the bundle is spent.
     assert!(
-        lines.contains(&vec!["company", "ai", "30.00", "0.51", "29.49", "1.7%"]),
+        lines.contains(&vec!["company", "ai", "30.00", "30.00", "0.00", "100%"]),
+        "{text}"
+    );
+    // universal: the 10.00 purchase, a07's 3.65 and a09's 12.55, and a09's two recharges.
+    assert!(
+        lines.contains(&vec!["company", "universal", "-", "-", "13.80", "-"]),
         "{text}"
     );
     assert!(
-        lines.contains(&vec!["company", "universal", "-", "-", "10.00", "-"]),
+        text.contains("billing period 2026-02-01 to 2026-03-01"),
+        "{text}"
+    );
+    assert!(
+        text.contains("provisional: includes 5 usage rows"),
         "{text}"
     );
     billrun()
         .args(["--database", &url, "plan-usage", "--company", "nobody"])
         .assert()
         .code(2);
+}
+
+/// plan-usage of one office under office sharing: only that scope's wallets, with May's usage
+/// (not closed until Jun 1) priced in: o07 takes the 5.00 allowance, the 6.00 of osa-tel and
+/// 0.50 of universal, o08 3.10 more of universal, after the 2.00 purchase of May 3.
+#[test]
+fn plan_usage_of_one_office_prices_the_open_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    billrun()
+        .args(["--database", &url, "load"])
+        .arg(fixture("office-sharing"))
+        .assert()
+        .code(3);
+    run_due(&url, "2026-05-20T00:00:00Z");
+    let out = billrun()
+        .args([
+            "--database",
+            &url,
+            "plan-usage",
+            "--company",
+            "orbit",
+            "--office",
+            "osa",
+        ])
+        .args(["--as-of", "2026-05-20T00:00:00Z"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[1..4],
+        [
+            vec!["osa", "allowance:calling", "5.00", "5.00", "0.00", "100%"],
+            vec!["osa", "telephony", "6.00", "6.00", "0.00", "100%"],
+            vec!["osa", "universal", "-", "-", "-1.60", "-"],
+        ],
+        "{text}"
+    );
+    assert!(!text.contains("tyo"), "{text}");
+    assert!(text.contains("billing period 2026-05-01 to 2026-06-01 (exclusive), amounts in USD"));
+    // Every open row of the company is priced (AI usage of one office is paid by another).
+    assert!(
+        text.contains("provisional: includes 5 usage rows"),
+        "{text}"
+    );
 }

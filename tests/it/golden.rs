@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::{TestDb, billrun, csv_diff, csv_rows, postgres_url, repo};
+use crate::support::{TestDb, billrun, csv_diff, csv_rows, eml_diff, postgres_url, repo};
 
 fn fixtures() -> Vec<std::path::PathBuf> {
     let mut dirs: Vec<_> = std::fs::read_dir(repo().join("fixtures"))
@@ -52,6 +52,32 @@ fn replay_and_compare(fixture: &Path, into: Option<&str>) -> (Vec<String>, tempf
             } else if let Some(d) = csv_diff(&path, &actual) {
                 problems.push(d);
             }
+        }
+    }
+    // The emails and their CSVs: the same files, each read as a person would.
+    for dir in ["exports", "outbox"] {
+        let (want, got) = (
+            files_in(&expected.join(dir)),
+            files_in(&out.path().join(dir)),
+        );
+        if want != got {
+            problems.push(format!(
+                "{}: {dir}/ holds {got:?}, expected {want:?}",
+                fixture.display()
+            ));
+            continue;
+        }
+        for name in want {
+            let (e, a) = (
+                expected.join(dir).join(&name),
+                out.path().join(dir).join(&name),
+            );
+            let diff = if dir == "outbox" {
+                eml_diff(&e, &a)
+            } else {
+                csv_diff(&e, &a)
+            };
+            problems.extend(diff);
         }
     }
     for entry in std::fs::read_dir(out.path()).unwrap() {
@@ -103,21 +129,18 @@ fn two_replays_write_identical_bytes() {
     let (p1, a) = replay_and_compare(&fixture, None);
     let (p2, b) = replay_and_compare(&fixture, None);
     assert!(p1.is_empty() && p2.is_empty(), "{p1:?} {p2:?}");
-    let mut names: Vec<_> = std::fs::read_dir(a.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    names.sort();
+    let names = files_under(a.path());
     assert!(names.len() >= 7, "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("outbox/"))
+            && names.iter().any(|n| n.starts_with("exports/")),
+        "{names:?}"
+    );
+    assert_eq!(names, files_under(b.path()));
     for name in names {
         let x = std::fs::read(a.path().join(&name)).unwrap();
         let y = std::fs::read(b.path().join(&name)).unwrap();
-        assert_eq!(
-            x,
-            y,
-            "{} differs between two replays",
-            name.to_string_lossy()
-        );
+        assert_eq!(x, y, "{name} differs between two replays");
     }
 }
 
@@ -144,4 +167,34 @@ fn replay_refuses_a_database_that_is_not_fresh() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fresh database"));
+}
+
+/// Every file under `dir`, as paths relative to it (`outbox/x.eml`), sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The names of the files in `dir` (none if it is missing), sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }

@@ -3,8 +3,10 @@
 
 mod cli;
 mod deploy;
+mod export;
 mod golden;
 mod intake;
+mod mail;
 mod production;
 mod store;
 mod support;

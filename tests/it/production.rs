@@ -118,7 +118,7 @@ async fn three_run_due_processes_at_once_do_every_step_once() {
         let total = keys.len();
         keys.dedup();
         assert_eq!(keys.len(), total, "{}: a step ran twice", shared.backend);
-        assert!(total >= 24 * 2 * 5 && total % 5 == 0, "{total} steps");
+        assert!(total >= 24 * 2 * 6 && total % 6 == 0, "{total} steps");
     }
 }
 

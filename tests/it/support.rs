@@ -238,3 +238,70 @@ pub fn run_due(url: &str, as_of: &str) {
         .assert()
         .success();
 }
+
+/// What an email says, as a reader sees it: its headers, its text and its attachments
+/// (name, type, and CSV rows or bytes), whatever the encoding and line folding.
+fn eml_view(path: &Path) -> Vec<String> {
+    use mailparse::MailHeaderMap;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mail = mailparse::parse_mail(&bytes).unwrap();
+    let mut view = Vec::new();
+    for h in ["From", "To", "Subject", "Message-ID"] {
+        view.push(format!(
+            "{h}: {}",
+            mail.headers.get_first_value(h).unwrap_or_default()
+        ));
+    }
+    let date = mail.headers.get_first_value("Date").unwrap_or_default();
+    view.push(format!("Date: {:?}", mailparse::dateparse(&date)));
+    view.push(format!("type: {}", mail.ctype.mimetype));
+    for part in &mail.subparts {
+        let disposition = part.get_content_disposition();
+        match disposition.params.get("filename") {
+            None => {
+                let text = part.get_body().unwrap().replace("\r\n", "\n");
+                view.push(format!("text ({}):", part.ctype.mimetype));
+                view.extend(text.trim_end().lines().map(|l| l.trim_end().to_string()));
+            }
+            Some(name) => {
+                view.push(format!("attachment {name} ({})", part.ctype.mimetype));
+                let raw = part.get_body_raw().unwrap();
+                let text = String::from_utf8(raw).unwrap();
+                assert!(
+                    text.starts_with('\u{feff}'),
+                    "{}: attachment without BOM",
+                    path.display()
+                );
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+                for r in reader.records() {
+                    view.push(r.unwrap().iter().collect::<Vec<_>>().join("|"));
+                }
+            }
+        }
+    }
+    view
+}
+
+/// Compares two emails as a reader sees them; returns a readable difference or None.
+pub fn eml_diff(expected: &Path, actual: &Path) -> Option<String> {
+    let (e, a) = (eml_view(expected), eml_view(actual));
+    if e == a {
+        return None;
+    }
+    let mut msg = format!(
+        "{} differs from {}:\n",
+        actual.display(),
+        expected.display()
+    );
+    for i in 0..e.len().max(a.len()) {
+        let (x, y) = (e.get(i), a.get(i));
+        if x != y {
+            msg.push_str(&format!(
+                "  line {i}: expected {x:?}\n          actual   {y:?}\n"
+            ));
+        }
+    }
+    Some(msg)
+}

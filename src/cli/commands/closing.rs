@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use billrun::jobs::{self, DueOptions, DueReport, LeaseConfig};
+use billrun::mail::{DeliveryReport, MailSettings, Sender, deliver_due};
 use billrun::store::Store;
 
 use crate::cli::args::RunDueArgs;
@@ -21,8 +22,14 @@ fn lease(cx: &Context, seconds: u64) -> LeaseConfig {
     }
 }
 
-/// `run-due`: does all work due as of `--as-of` (default now).
-pub async fn run_due<S: Store>(store: &S, cx: &Context, args: RunDueArgs) -> Result<u8, Failure> {
+/// `run-due`: does all work due as of `--as-of` (default now), then sends the usage emails
+/// due by the wall clock.
+pub async fn run_due<S: Store>(
+    store: &S,
+    cx: &Context,
+    args: RunDueArgs,
+    mail: &MailSettings,
+) -> Result<u8, Failure> {
     let as_of = cx.instant_or_now("as-of", args.as_of.as_deref())?;
     store.migrate().await?;
     let world = store.world().await?;
@@ -38,11 +45,42 @@ pub async fn run_due<S: Store>(store: &S, cx: &Context, args: RunDueArgs) -> Res
         progress: Some(cx.progress_bar("companies")),
     };
     let report = jobs::run_due(store, &world, as_of, &options, &cx.clock).await?;
-    Ok(report_due(&report))
+    let code = report_due(&report);
+    deliver(store, &world, cx, mail, args.lease_seconds).await?;
+    Ok(code)
+}
+
+/// Sends the queued usage emails due now (wall clock: retries wait real time).
+async fn deliver<S: Store>(
+    store: &S,
+    world: &billrun::domain::model::World,
+    cx: &Context,
+    mail: &MailSettings,
+    claim_seconds: u64,
+) -> anyhow::Result<()> {
+    let sender = Sender {
+        owner: cx.lease_owner.clone(),
+        claim: lease(cx, claim_seconds).ttl,
+    };
+    let report = deliver_due(store, world, mail, &sender, cx.now()).await?;
+    if report != DeliveryReport::default() {
+        tracing::info!(
+            sent = report.sent,
+            retrying = report.retrying,
+            failed = report.failed,
+            "usage emails delivered"
+        );
+    }
+    Ok(())
 }
 
 /// `schedule`: the daemon.
-pub async fn schedule(cx: &Context, url: &str, config: &Path) -> Result<u8, Failure> {
+pub async fn schedule(
+    cx: &Context,
+    url: &str,
+    config: &Path,
+    mail: &MailSettings,
+) -> Result<u8, Failure> {
     let src = std::fs::read_to_string(config)
         .map_err(|e| Failure::Input(format!("{}: {e}", config.display())))?;
     let schedule = billrun::scheduler::parse_config(&config.display().to_string(), &src)?;
@@ -58,6 +96,7 @@ pub async fn schedule(cx: &Context, url: &str, config: &Path) -> Result<u8, Fail
                 let options = DueOptions { lease: Some(lease), ..Default::default() };
                 let report = jobs::run_due(s, &world, cx.now(), &options, &cx.clock).await?;
                 report_due(&report);
+                deliver(s, &world, cx, mail, schedule.lease.as_secs()).await?;
                 Ok(())
             }
         })

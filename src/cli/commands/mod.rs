@@ -1,11 +1,13 @@
 //! One function per command.
 
 mod closing;
+mod exporting;
 mod loading;
 mod replaying;
 mod reports;
 
 pub use closing::{run_due, schedule};
+pub use exporting::export_usage;
 pub use loading::load;
 pub use replaying::{gen_fixture, replay};
 pub use reports::{dump, plan_usage, status};

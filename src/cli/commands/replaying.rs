@@ -6,7 +6,8 @@ use anyhow::Context as _;
 
 use billrun::export;
 use billrun::fixture::Fixture;
-use billrun::replay::replay as drive;
+use billrun::mail::MailSettings;
+use billrun::replay::replay_with_mail as drive;
 use billrun::store::{AnyStore, SqliteStore};
 use billrun::synthetic::{GenOptions, generate};
 use billrun::with_store;
@@ -32,7 +33,11 @@ pub async fn replay(cx: &Context, args: ReplayArgs) -> Result<u8, Failure> {
     };
     let out = &args.out;
     let result: Result<u8, Failure> = with_store!(&store, s => {
-        let report = drive(s, &fx, until).await?;
+        // A replay's emails go to OUT/outbox and their CSVs to OUT/exports, whatever the
+        // mail settings say: it must never mail anyone.
+        let mut mail = MailSettings::outbox(out.join("outbox"));
+        mail.exports = Some(out.join("exports"));
+        let report = drive(s, &fx, until, Some(&mail)).await?;
         export::replay_files::dump(s, out, None).await?;
         tracing::info!(
             boundaries = report.boundaries,

@@ -28,6 +28,9 @@ fn main() -> ExitCode {
         lease_owner: lease_owner(),
         holder_gone: std::sync::Arc::new(holder_gone),
         terminal: std::io::stderr().is_terminal(),
+        user: ["USER", "LOGNAME"]
+            .into_iter()
+            .find_map(|name| std::env::var(name).ok().filter(|u| !u.trim().is_empty())),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,15 +1,18 @@
 //! Replaying a fixture: a simulated clock walks through every boundary and event, doing at
 //! each instant exactly what the scheduler and the feeds would do then: first the
 //! boundaries due (companies in id order, all steps of one before the next), then the events
-//! in file order, then the usage rows in file order.
+//! in file order, then the usage rows in file order. A `rerun` event is made at its instant,
+//! once the events before it are taken in, through the same code as `billrun rerun`.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::model::EventKind;
 use crate::domain::words::CompanyId;
 use crate::fixture::Fixture;
 use crate::jobs::intake::{Intake, IntakeReport, Taken, take_in};
+use crate::jobs::rerun::perform_event;
 use crate::jobs::{DueOptions, run_due};
 use crate::mail::{MailSettings, Sender, deliver_due};
 use crate::store::Store;
@@ -27,6 +30,8 @@ pub struct ReplayReport {
     pub usage: IntakeReport,
     /// Companies whose close failed.
     pub failed: Vec<(CompanyId, String)>,
+    /// `rerun` events made (dry runs included; rejected ones are not made).
+    pub reruns: usize,
 }
 
 #[derive(Default)]
@@ -161,7 +166,20 @@ pub async fn replay_with_mail<S: Store>(
                 deliver_due(store, &fixture.world, mail, &sender, t).await?;
             }
         }
-        events.extend(work.events.iter().copied());
+        for &i in &work.events {
+            events.push(i);
+            if matches!(fixture.events[i].kind, EventKind::Rerun { .. }) {
+                // Made at its instant: the events up to it are taken in (usage waits, as it
+                // does for every event of the stretch), then the re-run is made.
+                take_in_pending(store, fixture, &mut events, &mut Vec::new(), &mut report).await?;
+                let clock = move || t;
+                if let Some(done) =
+                    perform_event(store, &fixture.world, &fixture.events[i], &clock).await?
+                {
+                    report.reruns += usize::from(done.is_ok());
+                }
+            }
+        }
         usage.extend(work.usage.iter().copied());
         report.until = Some(t);
     }

@@ -132,6 +132,18 @@ pub enum Command {
     },
     /// Write the usage history of a grid period as CSV.
     ExportUsage(ExportArgs),
+    /// Re-run closed boundaries: rebuild each document with the price corrections recorded
+    /// since, and issue an adjustment for any difference (or only print it, with --dry-run).
+    Rerun(RerunArgs),
+    /// Show one issued document: header, lines, total, and the adjustments issued for it.
+    Invoice {
+        /// The document number: `<company>-<YYYYMMDD>`, or `<company>-<YYYYMMDD>-A<n>` for an
+        /// adjustment.
+        number: String,
+        /// Text for people, or JSON for tools.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
     /// Write the files of a replay from the database as it stands.
     Dump {
         /// Where to write the files.
@@ -159,6 +171,52 @@ pub struct RunDueArgs {
     /// when the holder is provably gone).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub lease_seconds: u64,
+}
+
+/// How a report is printed.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned text for people.
+    Text,
+    /// JSON for tools.
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct RerunArgs {
+    /// The company whose boundary is re-run (with --boundary).
+    #[arg(
+        long,
+        required_unless_present = "all",
+        conflicts_with = "all",
+        requires = "boundary"
+    )]
+    pub company: Option<String>,
+    /// The boundary's local date (YYYY-MM-DD).
+    #[arg(long, requires = "company")]
+    pub boundary: Option<String>,
+    /// Every closed boundary of every company whose local date lies in [--from, --to].
+    #[arg(long, requires = "from")]
+    pub all: bool,
+    /// First local date of the range (with --all).
+    #[arg(long, requires = "all")]
+    pub from: Option<String>,
+    /// Last local date of the range (with --all); default --from.
+    #[arg(long, requires = "all")]
+    pub to: Option<String>,
+    /// Why the cycle is re-run; recorded with every adjustment issued.
+    #[arg(long)]
+    pub reason: String,
+    /// Print the differences and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Who re-runs it, as recorded with the adjustment; default the user running billrun.
+    #[arg(long)]
+    pub by: Option<String>,
+    /// The re-run's instant (RFC 3339): corrections recorded up to it count, and a card
+    /// company's adjustment is charged then; default now.
+    #[arg(long)]
+    pub as_of: Option<String>,
 }
 
 #[derive(clap::Args)]

@@ -4,6 +4,7 @@
 
 pub mod args;
 mod commands;
+mod finance;
 mod render;
 
 use chrono::{DateTime, Utc};
@@ -33,6 +34,9 @@ pub struct Context {
     pub holder_gone: std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>,
     /// Whether stderr is a terminal (progress bars) .
     pub terminal: bool,
+    /// The user running billrun, from the environment (`USER`, else `LOGNAME`): who a re-run
+    /// records when `--by` is not given.
+    pub user: Option<String>,
 }
 
 impl Context {
@@ -177,6 +181,10 @@ pub async fn run(cli: Cli, cx: &Context) -> Result<u8, Failure> {
         }
         Command::ExportUsage(args) => {
             on_store!(cx, url, s => commands::export_usage(s, cx, args).await)
+        }
+        Command::Rerun(args) => on_store!(cx, url, s => commands::rerun(s, cx, args).await),
+        Command::Invoice { number, format } => {
+            on_store!(cx, url, s => commands::invoice(s, &number, format).await)
         }
         Command::Dump { out, company } => {
             on_store!(cx, url, s => commands::dump(s, &out, company).await)

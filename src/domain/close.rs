@@ -411,6 +411,42 @@ impl<'a> CompanyClose<'a> {
     /// `invoice`: the document at boundary `k`, the settle entries of its arrears, and
     /// the card charge of a card statement.
     fn invoice(&self, k: u32) -> Result<StepEffects, String> {
+        let company = self.company;
+        let at = company.grid().boundary_at(k);
+        let (document, settles) = self.document_at(k, at)?;
+        let mut effects = StepEffects {
+            ledger: settles,
+            ..Default::default()
+        };
+        if let Some(doc) = document {
+            let total = doc.total();
+            if company.billing == Billing::Card && !total.is_zero() {
+                effects.card_charges.push(CardCharge::new(
+                    company,
+                    at,
+                    CardChargeKind::CardStatement,
+                    total,
+                    &doc.number,
+                ));
+            }
+            effects.items = doc.lines.len() as i64;
+            effects.document = Some(doc);
+        }
+        Ok(effects)
+    }
+
+    /// The document at boundary `k` as its close builds it, and the settle entries of its
+    /// arrears, pricing licenses with the corrections recorded before `corrections_before`:
+    /// the boundary itself for the close, the re-run's instant for a re-run (SPEC §12.21,
+    /// §12.22). Everything else comes from what was recorded before the boundary: the license
+    /// events, and the ledger entries of the period (credit lines) and before it (arrears), so
+    /// a re-run rebuilds those lines exactly as they were issued. `None` when there are no
+    /// lines.
+    pub fn document_at(
+        &self,
+        k: u32,
+        corrections_before: DateTime<Utc>,
+    ) -> Result<(Option<Document>, Vec<LedgerEntry>), String> {
         let (world, company) = (self.world, self.company);
         let grid = company.grid();
         let at = grid.boundary_at(k);
@@ -422,7 +458,7 @@ impl<'a> CompanyClose<'a> {
             k,
             book.pools(),
             book.purchases(),
-            at,
+            corrections_before,
         )?;
         lines.extend(bundle_lines(company, world.bundles_of(&company.id), k));
         if k > 0 {
@@ -438,25 +474,7 @@ impl<'a> CompanyClose<'a> {
         let number = invoice_number(&company.id, grid.boundary_date(k));
         let (arrears_lines, settles) = arrears(company, &self.wallets_before(at), at, &number);
         lines.extend(arrears_lines);
-        let mut effects = StepEffects {
-            ledger: settles,
-            ..Default::default()
-        };
-        if let Some(doc) = document(company, &grid, k, lines) {
-            let total = doc.total();
-            if company.billing == Billing::Card && !total.is_zero() {
-                effects.card_charges.push(CardCharge::new(
-                    company,
-                    at,
-                    CardChargeKind::CardStatement,
-                    total,
-                    &doc.number,
-                ));
-            }
-            effects.items = doc.lines.len() as i64;
-            effects.document = Some(doc);
-        }
-        Ok(effects)
+        Ok((document(company, &grid, k, lines), settles))
     }
 }
 

@@ -4,6 +4,7 @@
 use super::account::{Account, CardCharge};
 use super::licenses::LicenseBook;
 use super::model::{Billing, Company, Event, EventKind, World};
+use super::rerun::{check_reason, closed_boundary};
 use super::wallets::{EntryKind, LedgerEntry};
 use super::words::{CardChargeKind, Wallet};
 
@@ -97,6 +98,15 @@ impl<'a> CompanyIntake<'a> {
                 "its period is already closed (boundary {})",
                 grid.boundary_date(k)
             ))
+        } else if let EventKind::Rerun {
+            boundary, reason, ..
+        } = &event.kind
+        {
+            // A re-run needs its boundary closed by the time it is made. The boundary whose
+            // close has started counts: the re-run itself checks that every step is done.
+            check_reason(reason)
+                .and_then(|()| closed_boundary(company, *boundary, self.closed_through))
+                .map(|_| ())
         } else if let EventKind::CreditPurchase { scope, .. } = &event.kind {
             self.account.check_purchase(scope, event.at)
         } else {
@@ -195,6 +205,42 @@ mod tests {
             intake.judge(&purchase("2026-02-01T00:00:00Z", None, "1")),
             Verdict::Accepted { .. }
         ));
+    }
+
+    #[test]
+    fn a_rerun_event_needs_a_closed_boundary_and_a_reason() {
+        let c = company("acme");
+        let world = world_with(&c, &["nyc"], &[]);
+        let mut intake = CompanyIntake::new(&world, &c, Vec::new(), Some(1)).unwrap();
+        let rerun = |at: &str, boundary: &str, reason: &str| {
+            let mut e = event(
+                at,
+                EventKind::Rerun {
+                    boundary: crate::testkit::d(boundary),
+                    reason: reason.into(),
+                    dry_run: false,
+                },
+            );
+            e.company = "acme".into();
+            e
+        };
+        assert_eq!(
+            intake.judge(&rerun("2026-02-05T00:00:00Z", "2026-03-01", "check")),
+            Verdict::Rejected(
+                "boundary 2026-03-01 of acme is not closed yet (closed through 2026-02-01)".into()
+            )
+        );
+        assert!(matches!(
+            intake.judge(&rerun("2026-02-05T00:00:00Z", "2026-02-01", " ")),
+            Verdict::Rejected(_)
+        ));
+        assert_eq!(
+            intake.judge(&rerun("2026-02-05T00:00:00Z", "2026-02-01", "check")),
+            Verdict::Accepted {
+                ledger: None,
+                card_charge: None
+            }
+        );
     }
 
     #[test]

@@ -119,6 +119,10 @@ pub struct Line {
     /// What the line was built from (a purchase's `events.jsonl:<line>`), for matching
     /// lines on a re-run; empty where kind, office and product identify the line.
     pub source: String,
+    /// On an adjustment line, the kind of the line it corrects: with `office`, `product` and
+    /// `source` it names that line, so a later re-run adds it to what was billed for it.
+    /// `None` on every other line.
+    pub corrects: Option<LineKind>,
 }
 
 /// A document issued at a boundary.
@@ -230,6 +234,15 @@ impl PriceList {
     }
 }
 
+/// `1 seat`, `3 seats`: a count of seats as a person writes it.
+fn seats(n: i64) -> String {
+    if n == 1 {
+        "1 seat".to_string()
+    } else {
+        format!("{n} seats")
+    }
+}
+
 /// Builds the license lines of the document at boundary `k`.
 ///
 /// `pools` are the pools after the removals due at the boundary; `purchases` are every
@@ -271,8 +284,9 @@ pub fn license_lines(
             office: Some(office.clone()),
             product: code.clone(),
             description: format!(
-                "{}: {} seats, {start} to {end}",
-                product.name, pool.quantity
+                "{}: {}, {start} to {end}",
+                product.name,
+                seats(pool.quantity)
             ),
             quantity: Some(pool.quantity),
             unit_price: Some(price),
@@ -280,6 +294,7 @@ pub fn license_lines(
                 format!("the license fee of {office}/{code} is beyond the range of amounts")
             })?),
             source: String::new(),
+            corrects: None,
         });
     }
     if k == 0 {
@@ -312,13 +327,15 @@ pub fn license_lines(
             office: Some(p.pool.office.clone()),
             product: p.pool.product.clone(),
             description: format!(
-                "{}: {} seats added {date}, prorated {remaining}/{days} days",
-                product.name, p.added
+                "{}: {} added {date}, prorated {remaining}/{days} days",
+                product.name,
+                seats(p.added)
             ),
             quantity: Some(p.added),
             unit_price: Some(price),
             amount: currency.round_line(amount),
             source: p.reference.clone(),
+            corrects: None,
         });
     }
     Ok(lines)
@@ -356,6 +373,7 @@ pub fn bundle_lines<'a>(
                 unit_price: Some(b.fee),
                 amount: company.currency.round_line(b.fee),
                 source: String::new(),
+                corrects: None,
             })
         })
         .collect()
@@ -379,11 +397,13 @@ pub fn credit_lines(company: &Company, entries: &[LedgerEntry]) -> Vec<Line> {
                 kind,
                 office: e.scope.office().cloned(),
                 product: String::new(),
-                description: format!("{what} ({}) on {}", e.reference, e.at.format("%Y-%m-%d")),
+                // The reference stays in `source`: a file position means nothing to a reader.
+                description: format!("{what} on {}", company.grid().local_date(e.at)),
                 quantity: Some(1),
                 unit_price: Some(e.amount),
                 amount: company.currency.round_line(e.amount),
                 source: e.reference.clone(),
+                corrects: None,
             })
         })
         .collect()
@@ -420,6 +440,7 @@ pub fn arrears(
             unit_price: Some(rounded),
             amount: rounded,
             source: String::new(),
+            corrects: None,
         });
         settles.push(LedgerEntry {
             at,
@@ -518,6 +539,11 @@ mod tests {
                     "u-9#recharge1"
                 ),
             ]
+        );
+        assert_eq!(lines[0].description, "Credit purchase on 2026-01-10");
+        assert!(
+            lines.iter().all(|l| !l.description.contains(&l.source)),
+            "a reference is for matching, not for reading"
         );
         let card = Company {
             billing: Billing::Card,
@@ -628,6 +654,12 @@ mod tests {
             ]
         );
         assert_eq!(lines[1].source, "events.jsonl:4");
+        assert_eq!(
+            lines[1].description,
+            "Talk: 2 seats added 2026-01-11, prorated 21/31 days"
+        );
+        assert_eq!(seats(1), "1 seat");
+        assert_eq!(seats(0), "0 seats");
         assert!(
             license_lines(&c, &talk(), &prices, 0, &pools, &purchases, at)
                 .unwrap()

@@ -260,7 +260,7 @@ fn rejection_rows(mut rejections: Vec<Rejection>) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// `job_runs.csv`, in execution order.
+/// `job_runs.csv`, in execution order: the steps of closes and the re-runs between them.
 fn job_run_rows(runs: Vec<JobRun>) -> Vec<Vec<String>> {
     runs.into_iter()
         .map(|r| {
@@ -268,7 +268,7 @@ fn job_run_rows(runs: Vec<JobRun>) -> Vec<Vec<String>> {
                 r.job.as_str().to_string(),
                 r.company.to_string(),
                 r.boundary.to_string(),
-                "ok".to_string(),
+                r.status.as_str().to_string(),
                 r.items.to_string(),
             ]
         })

@@ -5,6 +5,7 @@
 pub mod close;
 pub mod intake;
 pub mod plan_usage;
+pub mod rerun;
 pub mod run_due;
 pub mod status;
 

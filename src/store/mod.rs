@@ -7,6 +7,7 @@
 
 mod backend;
 pub mod postgres;
+mod reruns;
 mod rows;
 mod sql;
 pub mod sqlite;
@@ -20,7 +21,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::domain::account::CardCharge;
 use crate::domain::close::{Step, StepEffects};
 use crate::domain::invoice::Document;
+use crate::domain::job::{Job, JobStatus};
 use crate::domain::model::{Event, World};
+use crate::domain::rerun::AdjustmentNote;
 use crate::domain::usage::{Rating, Unrated, Usage};
 use crate::domain::usage_email::Spend;
 use crate::domain::usage_history::{ExportScope, HistoryQuery, HistoryRecord};
@@ -56,18 +59,20 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// A row of `job_runs`: a step that completed.
+/// A row of `job_runs`: a step that completed, or a re-run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRun {
-    /// The step.
-    pub job: Step,
+    /// The step, or `rerun`.
+    pub job: Job,
+    /// `ok` for a step; `adjusted` or `identical` for a re-run.
+    pub status: JobStatus,
     /// The company.
     pub company: CompanyId,
     /// Boundary index on the company's grid.
     pub boundary_index: u32,
     /// The boundary's local date.
     pub boundary: NaiveDate,
-    /// What the step wrote.
+    /// What the step wrote; for a re-run, the lines of its adjustment.
     pub items: i64,
 }
 
@@ -333,6 +338,66 @@ pub enum EmailOutcome {
     Failed(String),
 }
 
+/// An adjustment as issued: the document, and who issued it, why and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjustment {
+    /// The adjustment document (kind `adjustment`).
+    pub document: Document,
+    /// Who issued it for which document, why and when.
+    pub note: AdjustmentNote,
+}
+
+/// What was issued for one boundary of a company.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssuedAt {
+    /// The document issued at the boundary; `None` when it had no lines.
+    pub document: Option<Document>,
+    /// The adjustments issued for it since, oldest first.
+    pub adjustments: Vec<Adjustment>,
+}
+
+/// One issued document as finance reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedDocument {
+    /// The document.
+    pub document: Document,
+    /// For an adjustment: who issued it for which document, why and when.
+    pub note: Option<AdjustmentNote>,
+    /// For the document at a boundary: the adjustments issued for it, oldest first.
+    pub adjustments: Vec<Adjustment>,
+}
+
+/// A real re-run of a boundary, to be recorded in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RerunRun {
+    /// The company.
+    pub company: CompanyId,
+    /// Boundary index.
+    pub boundary_index: u32,
+    /// Boundary instant.
+    pub boundary_at: DateTime<Utc>,
+    /// Boundary local date.
+    pub boundary: NaiveDate,
+    /// Wall-clock start.
+    pub started_at: DateTime<Utc>,
+    /// Wall-clock end of the computation.
+    pub finished_at: DateTime<Utc>,
+    /// The adjustment it issues; `None` when the boundary was billed right.
+    pub adjustment: Option<Adjustment>,
+    /// A card company's charge or refund of the adjustment.
+    pub card_charge: Option<CardCharge>,
+}
+
+/// What recording a re-run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerunCommit {
+    /// The re-run's row, and its adjustment if any, were written.
+    Recorded,
+    /// Another re-run issued an adjustment with the same number first: nothing was written;
+    /// the re-run must be computed again from what is issued now.
+    Raced,
+}
+
 /// Storage for billrun. Every write that belongs together is one transaction. A `companies`
 /// argument of `None` means every company.
 #[allow(async_fn_in_trait)]
@@ -448,6 +513,32 @@ pub trait Store {
 
     /// Every issued document with its lines.
     async fn documents(&self) -> anyhow::Result<Vec<Document>>;
+
+    /// What was issued for boundary `boundary_index` of `company`: its document and the
+    /// adjustments issued for it.
+    async fn issued_at(&self, company: &CompanyId, boundary_index: u32)
+    -> anyhow::Result<IssuedAt>;
+
+    /// The issued document numbered `number` of `company`, with who issued it if it is an
+    /// adjustment, or the adjustments issued for it.
+    async fn issued_document(
+        &self,
+        company: &CompanyId,
+        number: &str,
+    ) -> anyhow::Result<Option<IssuedDocument>>;
+
+    /// The ids of the usage of `company` that closes of boundaries after `boundary_index`
+    /// rated late.
+    async fn rated_late_after(
+        &self,
+        company: &CompanyId,
+        boundary_index: u32,
+    ) -> anyhow::Result<BTreeSet<String>>;
+
+    /// Records a real re-run in one transaction: its adjustment (claimed by its number, so
+    /// that racing re-runs issue it once), a card company's charge of it, and its `job_runs`
+    /// row (`adjusted`, or `identical` without an adjustment).
+    async fn record_rerun(&self, rerun: &RerunRun) -> anyhow::Result<RerunCommit>;
 
     /// Every job run, in execution order.
     async fn job_runs(&self) -> anyhow::Result<Vec<JobRun>>;

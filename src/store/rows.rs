@@ -20,6 +20,7 @@ use crate::domain::model::{
     Event, InitialPool, Office, Party, PartyKind, Product, Rate,
 };
 use crate::domain::money::{Currency, from_micros, to_micros};
+use crate::domain::rerun::AdjustmentNote;
 use crate::domain::usage::{Rating, Unrated, Usage};
 use crate::domain::wallets::{EntryKind, LedgerEntry};
 use crate::domain::words::{OfficeId, Scope, Wallet};
@@ -699,6 +700,7 @@ impl CompletedRow {
 #[derive(sqlx::FromRow)]
 pub struct JobRunRow {
     job: String,
+    status: String,
     company_id: String,
     boundary_index: i64,
     boundary_date: String,
@@ -709,6 +711,7 @@ impl JobRunRow {
     pub fn into_domain(self) -> anyhow::Result<JobRun> {
         Ok(JobRun {
             job: word("job", &self.job)?,
+            status: word("status", &self.status)?,
             company: self.company_id.into(),
             boundary_index: index(self.boundary_index)?,
             boundary: parse_date(&self.boundary_date)?,
@@ -785,6 +788,7 @@ pub struct LineRow {
     unit_price: Option<i64>,
     amount: i64,
     source: String,
+    corrects: Option<String>,
 }
 
 impl LineRow {
@@ -799,6 +803,33 @@ impl LineRow {
             unit_price: self.unit_price.map(amount),
             amount: amount(self.amount),
             source: self.source,
+            corrects: self
+                .corrects
+                .map(|k| {
+                    LineKind::parse(&k).ok_or_else(|| anyhow!("stored corrected line kind {k:?}"))
+                })
+                .transpose()?,
+        })
+    }
+}
+
+/// `invoice_adjustments`: who issued an adjustment, why and when.
+#[derive(sqlx::FromRow)]
+pub struct AdjustmentNoteRow {
+    pub number: String,
+    adjusts: String,
+    reason: String,
+    issued_by: String,
+    issued_at: i64,
+}
+
+impl AdjustmentNoteRow {
+    pub fn into_domain(self) -> anyhow::Result<AdjustmentNote> {
+        Ok(AdjustmentNote {
+            adjusts: self.adjusts,
+            reason: self.reason,
+            by: self.issued_by,
+            at: at(self.issued_at)?,
         })
     }
 }

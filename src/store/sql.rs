@@ -28,7 +28,7 @@ const CHUNK: usize = 500;
 
 /// A store over a SQL database.
 pub struct SqlStore<DB: Backend> {
-    pool: Pool<DB>,
+    pub(super) pool: Pool<DB>,
 }
 
 impl<DB: Backend> Clone for SqlStore<DB> {
@@ -119,7 +119,7 @@ where
         Ok(out)
     }
 
-    async fn insert_card_charges(
+    pub(super) async fn insert_card_charges(
         tx: &mut sqlx::Transaction<'static, DB>,
         charges: &[CardCharge],
     ) -> anyhow::Result<()> {
@@ -164,7 +164,7 @@ where
         Ok(())
     }
 
-    async fn insert_document(
+    pub(super) async fn insert_document(
         tx: &mut sqlx::Transaction<'static, DB>,
         d: &Document,
     ) -> anyhow::Result<()> {
@@ -195,7 +195,7 @@ where
         for chunk in lines.chunks(CHUNK / 2) {
             let mut qb = QueryBuilder::<DB>::new(
                 "INSERT INTO invoice_lines (company_id, number, line_no, kind, office, product, \
-                 description, quantity, unit_price, amount, source) ",
+                 description, quantity, unit_price, amount, source, corrects) ",
             );
             qb.push_values(chunk, |mut b, (no, l, price, amount)| {
                 b.push_bind(d.company.to_string())
@@ -208,7 +208,8 @@ where
                     .push_bind(l.quantity)
                     .push_bind(*price)
                     .push_bind(*amount)
-                    .push_bind(l.source.clone());
+                    .push_bind(l.source.clone())
+                    .push_bind(l.corrects.map(|k| k.as_str().to_string()));
             });
             qb.build().execute(&mut **tx).await?;
         }
@@ -698,7 +699,11 @@ where
                     .push_bind(rows::instant(run.started_at))
                     .push_bind(rows::instant(run.finished_at));
             });
-            qb.push(" ON CONFLICT (company_id, boundary_index, job) DO NOTHING RETURNING seq");
+            // Re-runs have rows of their own, any number per boundary, outside the claim.
+            qb.push(
+                " ON CONFLICT (company_id, boundary_index, job) WHERE job <> 'rerun' \
+                 DO NOTHING RETURNING seq",
+            );
             let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut **tx).await?;
             claimed += rows.len();
         }
@@ -1169,7 +1174,7 @@ where
         }
         let lines: Vec<LineRow> = sqlx::query_as(
             "SELECT company_id, number, kind, office, product, description, quantity, unit_price, \
-             amount, source FROM invoice_lines ORDER BY company_id, number, line_no",
+             amount, source, corrects FROM invoice_lines ORDER BY company_id, number, line_no",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -1183,9 +1188,38 @@ where
         Ok(docs)
     }
 
+    async fn issued_at(
+        &self,
+        company: &CompanyId,
+        boundary_index: u32,
+    ) -> anyhow::Result<super::IssuedAt> {
+        self.read_issued_at(company, boundary_index).await
+    }
+
+    async fn issued_document(
+        &self,
+        company: &CompanyId,
+        number: &str,
+    ) -> anyhow::Result<Option<super::IssuedDocument>> {
+        self.read_issued_document(company, number).await
+    }
+
+    async fn rated_late_after(
+        &self,
+        company: &CompanyId,
+        boundary_index: u32,
+    ) -> anyhow::Result<BTreeSet<String>> {
+        self.read_rated_late_after(company, boundary_index).await
+    }
+
+    async fn record_rerun(&self, rerun: &super::RerunRun) -> anyhow::Result<super::RerunCommit> {
+        self.write_rerun(rerun).await
+    }
+
     async fn job_runs(&self) -> anyhow::Result<Vec<JobRun>> {
         let rows: Vec<JobRunRow> = sqlx::query_as(
-            "SELECT job, company_id, boundary_index, boundary_date, items FROM job_runs ORDER BY seq",
+            "SELECT job, status, company_id, boundary_index, boundary_date, items FROM job_runs \
+             ORDER BY seq",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -54,14 +54,16 @@ impl Backend for Sqlite {
         // create the tables. Holding the write lock for the whole run serializes them; the
         // migrator's own transactions nest inside as savepoints.
         let migrator = sqlx::migrate!("sql/migrations/sqlite");
-        let latest = migrator.iter().map(|m| m.version).max();
-        // Up to date: nothing to write, so no lock to wait for. (No table yet: an error.)
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(pool)
-                .await
-                .unwrap_or(None);
-        if applied.is_some() && applied == latest {
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        // Up to date: every migration applied, nothing to write, so no lock to wait for. (No
+        // table yet: an error, so the migrator runs.)
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+        if known.iter().all(|v| applied.contains(v)) {
             return Ok(());
         }
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;

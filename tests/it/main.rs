@@ -8,5 +8,6 @@ mod golden;
 mod intake;
 mod mail;
 mod production;
+mod reruns;
 mod store;
 mod support;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use billrun::domain::close::{Step, StepEffects};
 use billrun::domain::invoice::{Document, DocumentKind, Line, LineKind};
+use billrun::domain::job::{Job, JobStatus};
 use billrun::domain::model::Event;
 use billrun::domain::money::Currency;
 use billrun::fixture::Fixture;
@@ -120,6 +121,7 @@ fn sample_document() -> Document {
                 unit_price: Some(Decimal::new(2500, 2)),
                 amount: Decimal::new(7500, 2),
                 source: String::new(),
+                corrects: None,
             },
             Line {
                 kind: LineKind::Proration,
@@ -130,6 +132,7 @@ fn sample_document() -> Document {
                 unit_price: Some(Decimal::new(2500, 2)),
                 amount: Decimal::new(1161, 2),
                 source: "events.jsonl:4".into(),
+                corrects: None,
             },
         ],
         currency: Currency::from_code("EUR").unwrap(),
@@ -161,7 +164,7 @@ async fn a_step_is_committed_once_with_its_effects() {
             assert_eq!(s.documents().await.unwrap(), vec![sample_document()]);
             let runs = s.job_runs().await.unwrap();
             assert_eq!(runs.len(), 1);
-            assert_eq!((runs[0].job, runs[0].items), (Step::Invoice, 2));
+            assert_eq!((runs[0].job, runs[0].status, runs[0].items), (Job::Step(Step::Invoice), JobStatus::Ok, 2));
             let progress = s.progress(None).await.unwrap();
             assert_eq!(latest_closes(&progress).get("corp"), Some(&1));
             assert_eq!(progress[0].step, Step::Invoice);

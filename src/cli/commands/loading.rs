@@ -114,13 +114,15 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
         usage_companies,
         files: &new,
     };
-    let (events, usage) = match take_in(store, intake).await? {
+    let (taken, usage) = match take_in(store, intake).await? {
         Taken::Recorded { events, usage } => (events, usage),
         Taken::FilesTaken(names) => {
             tracing::info!(files = ?names, "another load recorded these files first");
             return Ok(None);
         }
     };
+    perform_reruns(store, cx, &world, &events).await?;
+    let events = taken;
     tracing::info!(
         events_accepted = events.accepted,
         events_rejected = events.rejected,
@@ -134,6 +136,23 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
     } else {
         EXIT_OK
     }))
+}
+
+/// Makes the accepted `rerun` events among `events`, in file order, at their instants: the same
+/// path as `billrun rerun`. Each is its own transaction after the load's; a load killed in
+/// between leaves the re-run to be made with `billrun rerun`.
+async fn perform_reruns<S: Store>(
+    store: &S,
+    cx: &Context,
+    world: &billrun::domain::model::World,
+    events: &[billrun::domain::model::Event],
+) -> Result<(), Failure> {
+    for e in events {
+        if matches!(e.kind, billrun::domain::model::EventKind::Rerun { .. }) {
+            billrun::jobs::rerun::perform_event(store, world, e, &cx.clock).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Opens `dir/name`.

@@ -5,12 +5,14 @@ mod exporting;
 mod loading;
 mod replaying;
 mod reports;
+mod rerunning;
 
 pub use closing::{run_due, schedule};
 pub use exporting::export_usage;
 pub use loading::load;
 pub use replaying::{gen_fixture, replay};
 pub use reports::{dump, plan_usage, status};
+pub use rerunning::{invoice, rerun};
 
 use billrun::domain::model::{Company, World};
 use billrun::store::{Store, redact_url};

@@ -61,11 +61,32 @@ pub struct Cli {
     pub attach_gzip_above: u64,
 
     /// Log lines as plain text or JSON.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "BILLRUN_LOG_FORMAT",
+        default_value_t = LogFormat::Plain
+    )]
     pub log_format: LogFormat,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Every secret the command line was given (database and SMTP passwords), which no output
+    /// may show.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut urls = vec![self.database.as_str()];
+        urls.extend(self.smtp.as_deref());
+        if let Command::Replay(r) = &self.command {
+            urls.extend(r.into.as_deref());
+        }
+        urls.into_iter()
+            .flat_map(billrun::store::url_secrets)
+            .collect()
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

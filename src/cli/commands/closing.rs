@@ -8,7 +8,11 @@ use billrun::mail::{DeliveryReport, MailSettings, Sender, deliver_due};
 use billrun::store::Store;
 
 use crate::cli::args::RunDueArgs;
-use crate::cli::{Context, EXIT_OK, EXIT_PARTIAL, Failure, on_store};
+use chrono::{DateTime, Utc};
+
+use billrun::domain::words::CompanyId;
+
+use crate::cli::{Context, EXIT_OK, EXIT_UNDONE, Failure, on_store};
 
 use super::known_company;
 
@@ -27,12 +31,14 @@ fn lease(cx: &Context, seconds: u64) -> LeaseConfig {
 pub async fn run_due<S: Store>(
     store: &S,
     cx: &Context,
+    url: &str,
     args: RunDueArgs,
     mail: &MailSettings,
 ) -> Result<u8, Failure> {
+    let started = std::time::Instant::now();
     let as_of = cx.instant_or_now("as-of", args.as_of.as_deref())?;
-    store.migrate().await?;
     let world = store.world().await?;
+    log_companies(url, &world);
     let companies = match &args.company {
         Some(c) => Some(BTreeSet::from([known_company(&world, c)?.id.clone()])),
         None => None,
@@ -45,9 +51,19 @@ pub async fn run_due<S: Store>(
         progress: Some(cx.progress_bar("companies")),
     };
     let report = jobs::run_due(store, &world, as_of, &options, &cx.clock).await?;
-    let code = report_due(&report);
+    let code = report_due(store, &report, started, cx.now()).await?;
     deliver(store, &world, cx, mail, args.lease_seconds).await?;
     Ok(code)
+}
+
+/// Says which database a run reads and how many companies it saw: none is a warning, since
+/// a run that bills nobody is more often a wrong database than a quiet day.
+fn log_companies(url: &str, world: &billrun::domain::model::World) {
+    let database = billrun::store::redact_url(url);
+    match world.companies.len() {
+        0 => tracing::warn!(database = %database, "no companies in the database: nothing to bill"),
+        n => tracing::info!(database = %database, companies = n, "companies read"),
+    }
 }
 
 /// Sends the queued usage emails due now (wall clock: retries wait real time).
@@ -87,15 +103,16 @@ pub async fn schedule(
     let shutdown = tokio_util::sync::CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let lease = lease(cx, schedule.lease.as_secs());
-    on_store!(cx, url, s => {
-        s.migrate().await?;
+    on_store!(cx, url, billrun::store::Access::Write, s => {
         billrun::scheduler::run(&schedule, shutdown, || {
             let lease = lease.clone();
             async move {
                 let world = s.world().await?;
+                log_companies(url, &world);
                 let options = DueOptions { lease: Some(lease), ..Default::default() };
+                let started = std::time::Instant::now();
                 let report = jobs::run_due(s, &world, cx.now(), &options, &cx.clock).await?;
-                report_due(&report);
+                report_due(s, &report, started, cx.now()).await?;
                 deliver(s, &world, cx, mail, schedule.lease.as_secs()).await?;
                 Ok(())
             }
@@ -105,26 +122,64 @@ pub async fn schedule(
     })
 }
 
-/// Logs what a run did and picks the exit status.
-fn report_due(report: &DueReport) -> u8 {
+/// Companies named in one log line: the first few, then how many more.
+fn some_of(companies: &[CompanyId]) -> String {
+    const SHOWN: usize = 10;
+    let mut out: Vec<String> = companies
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect();
+    if companies.len() > SHOWN {
+        out.push(format!("… and {} more", companies.len() - SHOWN));
+    }
+    out.join(", ")
+}
+
+/// Logs what a run did and picks the exit status: [`EXIT_UNDONE`] when a company was parked,
+/// or is held under a lease that ran out (its holder stopped renewing it but could not be
+/// proved gone).
+async fn report_due<S: Store>(
+    store: &S,
+    report: &DueReport,
+    started: std::time::Instant,
+    now: DateTime<Utc>,
+) -> anyhow::Result<u8> {
     tracing::info!(
         boundaries = report.closed.len(),
         steps = report.steps,
         parked = report.failed.len(),
         busy = report.busy.len(),
+        duration_s = started.elapsed().as_secs_f64(),
         "run-due finished"
     );
-    for company in &report.busy {
-        tracing::info!(company = %company, "held by another instance; left to it");
+    let mut stale = Vec::new();
+    if !report.busy.is_empty() {
+        tracing::info!(
+            companies = report.busy.len(),
+            "held by another instance and left to it: {}",
+            some_of(&report.busy)
+        );
+        for (company, owner, until) in store.lease_holders(&report.busy).await? {
+            if until < now {
+                tracing::error!(
+                    company = %company,
+                    holder = %owner,
+                    lease_until = %until.to_rfc3339(),
+                    "held under a lease that ran out: work left undone"
+                );
+                stale.push(company);
+            }
+        }
     }
     for (company, error) in &report.failed {
         tracing::error!(company = %company, "parked: {error}");
     }
-    if report.failed.is_empty() {
+    Ok(if report.failed.is_empty() && stale.is_empty() {
         EXIT_OK
     } else {
-        EXIT_PARTIAL
-    }
+        EXIT_UNDONE
+    })
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

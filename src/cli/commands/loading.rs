@@ -155,6 +155,25 @@ async fn perform_reruns<S: Store>(
     Ok(())
 }
 
+/// The input files a folder may hold.
+const INPUT_FILES: [&str; 3] = ["scenario.toml", "events.jsonl", "usage.csv"];
+
+/// Refuses, before any database is opened (or created), a folder that does not exist or
+/// holds no input file.
+pub fn check_folder(dir: &Path) -> Result<(), Failure> {
+    if !dir.is_dir() {
+        return Err(Failure::Input(format!("{}: no such folder", dir.display())));
+    }
+    if !INPUT_FILES.iter().any(|f| dir.join(f).is_file()) {
+        return Err(Failure::Input(format!(
+            "{}: no input file ({})",
+            dir.display(),
+            INPUT_FILES.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Opens `dir/name`.
 fn open(dir: &Path, name: &str) -> Result<File, LoadError> {
     let path = dir.join(name);

@@ -25,7 +25,7 @@ pub async fn replay(cx: &Context, args: ReplayArgs) -> Result<u8, Failure> {
     let fx = Fixture::read(&args.fixture)?;
     let tmp = tempfile::tempdir().context("creating a temporary folder")?;
     let store = match &args.into {
-        Some(url) => cx.connect(url).await?,
+        Some(url) => cx.connect(url, billrun::store::Access::Create).await?,
         None => {
             let url = format!("sqlite://{}", tmp.path().join("replay.db").display());
             AnyStore::Sqlite(SqliteStore::connect(&url).await?)

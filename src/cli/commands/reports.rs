@@ -18,7 +18,6 @@ pub async fn status<S: Store>(
     as_of: Option<String>,
 ) -> Result<u8, Failure> {
     let as_of = cx.instant_or_now("as-of", as_of.as_deref())?;
-    store.migrate().await?;
     let world = store.world().await?;
     let company = match &company {
         Some(c) => Some(known_company(&world, c)?.id.clone()),

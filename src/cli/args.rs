@@ -107,20 +107,11 @@ pub enum Command {
     /// Do all work due as of an instant.
     RunDue(RunDueArgs),
     /// The daemon: wake on the schedule, run due work, stop cleanly on SIGTERM or SIGINT.
-    Schedule {
-        /// The schedule file.
-        #[arg(long, default_value = "jobs/schedule.toml")]
-        config: PathBuf,
-    },
-    /// Closed and pending boundaries, parked companies and their errors.
-    Status {
-        /// Only this company.
-        #[arg(long)]
-        company: Option<String>,
-        /// The instant (RFC 3339); default now.
-        #[arg(long)]
-        as_of: Option<String>,
-    },
+    /// With --check, only validate the schedule and print its next five wake-ups.
+    Schedule(ScheduleArgs),
+    /// Closed and pending boundaries, leases, parked companies, rejected items, the email
+    /// queue. With --check, exit 4 when a company is parked or overdue (for monitoring).
+    Status(StatusArgs),
     /// Replay a fixture into a fresh database under a simulated clock and write its files.
     Replay(ReplayArgs),
     /// Write a synthetic fixture of any size, for benchmarks.
@@ -177,6 +168,43 @@ pub enum Command {
 }
 
 #[derive(clap::Args)]
+pub struct ScheduleArgs {
+    /// The schedule file.
+    #[arg(long, default_value = "jobs/schedule.toml")]
+    pub config: PathBuf,
+    /// Validate the schedule file and print the next five wake-ups (RFC 3339, UTC, one a
+    /// line), then exit.
+    #[arg(long)]
+    pub check: bool,
+    /// With --check: list the wake-ups strictly after this instant (RFC 3339); default now.
+    #[arg(long, requires = "check")]
+    pub from: Option<String>,
+    /// After every run, write a Prometheus textfile here (for node_exporter's textfile
+    /// collector), atomically.
+    #[arg(long, env = "BILLRUN_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// Only this company, in every section.
+    #[arg(long)]
+    pub company: Option<String>,
+    /// The instant (RFC 3339); default now.
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Exit 4 when any company is parked or has a boundary due longer than --max-lag ago.
+    #[arg(long)]
+    pub check: bool,
+    /// How long a due boundary may wait before --check calls it overdue (1h, 90min, 2h 30m).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub max_lag: std::time::Duration,
+    /// Text for people, or JSON for tools.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(clap::Args)]
 pub struct RunDueArgs {
     /// The instant (RFC 3339); default now.
     #[arg(long)]
@@ -192,6 +220,10 @@ pub struct RunDueArgs {
     /// when the holder is provably gone).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub lease_seconds: u64,
+    /// After the run, write a Prometheus textfile here (for node_exporter's textfile
+    /// collector), atomically.
+    #[arg(long, env = "BILLRUN_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// How a report is printed.

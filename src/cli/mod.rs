@@ -5,6 +5,7 @@
 pub mod args;
 mod commands;
 mod finance;
+mod metrics;
 pub mod output;
 mod render;
 
@@ -194,9 +195,9 @@ pub async fn run(cli: Cli, cx: &Context) -> Result<u8, Failure> {
         Command::RunDue(args) => {
             on_store!(cx, url, Write, s => commands::run_due(s, cx, url, args, mail).await)
         }
-        Command::Schedule { config } => commands::schedule(cx, url, &config, mail).await,
-        Command::Status { company, as_of } => {
-            on_store!(cx, url, ReadOnly, s => commands::status(s, cx, company, as_of).await)
+        Command::Schedule(args) => commands::schedule(cx, url, args, mail).await,
+        Command::Status(args) => {
+            on_store!(cx, url, ReadOnly, s => commands::status(s, cx, args).await)
         }
         Command::Replay(args) => commands::replay(cx, args).await,
         Command::Gen {

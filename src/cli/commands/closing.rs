@@ -7,7 +7,8 @@ use billrun::jobs::{self, DueOptions, DueReport, LeaseConfig};
 use billrun::mail::{DeliveryReport, MailSettings, Sender, deliver_due};
 use billrun::store::Store;
 
-use crate::cli::args::RunDueArgs;
+use crate::cli::args::{RunDueArgs, ScheduleArgs};
+use crate::cli::metrics::{self, RunMetrics};
 use chrono::{DateTime, Utc};
 
 use billrun::domain::words::CompanyId;
@@ -53,6 +54,9 @@ pub async fn run_due<S: Store>(
     let report = jobs::run_due(store, &world, as_of, &options, &cx.clock).await?;
     let code = report_due(store, &report, started, cx.now()).await?;
     deliver(store, &world, cx, mail, args.lease_seconds).await?;
+    if let Some(path) = &args.metrics_file {
+        write_metrics(store, &world, cx, path, &report, code, started).await?;
+    }
     Ok(code)
 }
 
@@ -90,36 +94,86 @@ async fn deliver<S: Store>(
     Ok(())
 }
 
-/// `schedule`: the daemon.
+/// `schedule`: the daemon; with `--check`, the schedule's next wake-ups.
 pub async fn schedule(
     cx: &Context,
     url: &str,
-    config: &Path,
+    args: ScheduleArgs,
     mail: &MailSettings,
 ) -> Result<u8, Failure> {
+    let config = &args.config;
     let src = std::fs::read_to_string(config)
         .map_err(|e| Failure::Input(format!("{}: {e}", config.display())))?;
     let schedule = billrun::scheduler::parse_config(&config.display().to_string(), &src)?;
+    if args.check {
+        let from = cx.instant_or_now("from", args.from.as_deref())?;
+        let wakeups = billrun::scheduler::wakeups(&schedule.cron, from, 5)
+            .map_err(|m| Failure::Input(format!("{}: cron: {m}", config.display())))?;
+        for t in wakeups {
+            println!("{}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+        return Ok(EXIT_OK);
+    }
     let shutdown = tokio_util::sync::CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let lease = lease(cx, schedule.lease.as_secs());
+    let metrics_file = args.metrics_file.as_deref();
     on_store!(cx, url, billrun::store::Access::Write, s => {
         billrun::scheduler::run(&schedule, shutdown, || {
             let lease = lease.clone();
             async move {
+                let started = std::time::Instant::now();
                 let world = s.world().await?;
                 log_companies(url, &world);
                 let options = DueOptions { lease: Some(lease), ..Default::default() };
-                let started = std::time::Instant::now();
                 let report = jobs::run_due(s, &world, cx.now(), &options, &cx.clock).await?;
-                report_due(s, &report, started, cx.now()).await?;
+                let code = report_due(s, &report, started, cx.now()).await?;
                 deliver(s, &world, cx, mail, schedule.lease.as_secs()).await?;
+                if let Some(path) = metrics_file {
+                    write_metrics(s, &world, cx, path, &report, code, started).await?;
+                }
                 Ok(())
             }
         })
         .await?;
         Ok(EXIT_OK)
     })
+}
+
+/// Writes the run's Prometheus textfile: what it closed and parked, how long it took, and,
+/// read after it, the oldest boundary still pending and the email queue.
+async fn write_metrics<S: Store>(
+    store: &S,
+    world: &billrun::domain::model::World,
+    cx: &Context,
+    path: &Path,
+    report: &DueReport,
+    code: u8,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
+    let now = cx.now();
+    let status = jobs::status::status(store, world, now, None).await?;
+    let oldest_pending_age = status
+        .iter()
+        .filter_map(|c| c.pending.first())
+        .map(|b| (now - b.at).num_milliseconds() as f64 / 1000.0)
+        .fold(0.0, f64::max);
+    let (_, unsent) = store.email_backlog(None).await?;
+    let companies_closed: BTreeSet<&CompanyId> = report.closed.iter().map(|(c, _)| c).collect();
+    let metrics = RunMetrics {
+        finished_at: now,
+        success: code == EXIT_OK,
+        companies_closed: companies_closed.len(),
+        boundaries_closed: report.closed.len(),
+        parked: report.failed.len(),
+        oldest_pending_age,
+        email_queue: unsent
+            .iter()
+            .filter(|e| e.status == billrun::store::EmailStatus::Queued)
+            .count(),
+        duration: started.elapsed().as_secs_f64(),
+    };
+    metrics::write(path, &metrics)
 }
 
 /// Companies named in one log line: the first few, then how many more.

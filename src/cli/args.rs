@@ -6,17 +6,43 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use billrun::domain::close::Step;
 
+/// The version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BILLRUN_GIT_COMMIT"),
+    ")"
+);
+
+/// What `--help` tells beyond the flags: exit statuses and the environment.
+const AFTER_HELP: &str = "\
+Exit status:
+  0  all done
+  1  a failure; nothing half-written
+  2  bad usage, input or configuration (also: a database without the billrun schema)
+  3  done, but some input items were rejected (they are listed)
+  4  work left undone: a company is parked, or (status --check) overdue
+
+Environment:
+  BILLRUN_DATABASE_URL  the database (--database)
+  BILLRUN_LOG           log filter, e.g. debug or billrun=debug
+                        (default info,sqlx=warn,tokio_cron_scheduler=warn)
+  BILLRUN_LOG_FORMAT    plain or json (--log-format)
+  NO_COLOR              set and non-empty: no colours in log lines (colours only on a terminal)
+  BILLRUN_SMTP_URL, BILLRUN_OUTBOX, BILLRUN_MAIL_FROM, BILLRUN_METRICS_FILE: see the flags";
+
 #[derive(Parser)]
 #[command(
     name = "billrun",
-    version,
-    about = "Closes billing cycles: licenses, credits, invoices, usage emails"
+    version = VERSION,
+    about = "Closes billing cycles: licenses, credits, invoices, usage emails",
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB.
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Given before the command; not
+    /// used by replay (see --into) or gen.
     #[arg(
         long,
-        global = true,
         env = "BILLRUN_DATABASE_URL",
         default_value = "sqlite://billrun.db",
         hide_env_values = true
@@ -156,6 +182,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout: `billrun man > billrun.1`.
+    Man,
     /// Write the files of a replay from the database as it stands.
     Dump {
         /// Where to write the files.

@@ -180,9 +180,33 @@ fn mail_settings(cli: &Cli) -> Result<billrun::mail::MailSettings, Failure> {
     Ok(settings)
 }
 
+/// Prints what `completions` and `man` generate from the command line's definition.
+fn generate(command: &Command) -> Result<u8, Failure> {
+    use clap::CommandFactory;
+    use std::io::Write;
+    let mut cli = Cli::command();
+    // Generated in memory, then written: a closed pipe is an error, not a panic.
+    let mut text = Vec::new();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cli, "billrun", &mut text);
+        }
+        _ => clap_mangen::Man::new(cli)
+            .render(&mut text)
+            .map_err(|e| Failure::Other(anyhow::anyhow!("rendering the manual page: {e}")))?,
+    }
+    std::io::stdout()
+        .write_all(&text)
+        .map_err(|e| Failure::Other(anyhow::anyhow!("writing to stdout: {e}")))?;
+    Ok(EXIT_OK)
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli, cx: &Context) -> Result<u8, Failure> {
     use Access::{Create, ReadOnly, Write};
+    if matches!(cli.command, Command::Completions { .. } | Command::Man) {
+        return generate(&cli.command);
+    }
     let mail = mail_settings(&cli)?;
     let mail = &mail;
     let url = cli.database.as_str();
@@ -223,6 +247,7 @@ pub async fn run(cli: Cli, cx: &Context) -> Result<u8, Failure> {
         Command::Invoice { number, format } => {
             on_store!(cx, url, ReadOnly, s => commands::invoice(s, &number, format).await)
         }
+        Command::Completions { .. } | Command::Man => generate(&cli.command),
         Command::Dump { out, company } => {
             on_store!(cx, url, ReadOnly, s => commands::dump(s, &out, company).await)
         }

@@ -131,11 +131,36 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
         duplicates = events.duplicates + usage.duplicates,
         "loaded"
     );
-    Ok(Some(if events.rejected + usage.rejected > 0 {
-        EXIT_PARTIAL
-    } else {
-        EXIT_OK
-    }))
+    let rejected = events.rejected + usage.rejected;
+    if rejected > 0 {
+        list_rejections(store, rejected).await?;
+    }
+    Ok(Some(if rejected > 0 { EXIT_PARTIAL } else { EXIT_OK }))
+}
+
+/// How many rejected items a load lists on stderr; `rejections.csv` has them all.
+const LISTED: usize = 20;
+
+/// Lists on stderr the first of the `count` items this load rejected (the last recorded),
+/// then how many more there are.
+async fn list_rejections<S: Store>(store: &S, count: usize) -> anyhow::Result<()> {
+    let all = store.rejections().await?;
+    let mine = &all[all.len().saturating_sub(count)..];
+    for r in mine.iter().take(LISTED) {
+        let id = if r.id.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.id)
+        };
+        tracing::warn!("rejected {}:{}{id}: {}", r.source, r.line, r.reason);
+    }
+    if mine.len() > LISTED {
+        tracing::warn!(
+            "… and {} more rejected (all in rejections.csv from `billrun dump`)",
+            mine.len() - LISTED
+        );
+    }
+    Ok(())
 }
 
 /// Makes the accepted `rerun` events among `events`, in file order, at their instants: the same

@@ -51,8 +51,14 @@ impl SqlStore<Sqlite> {
                 .await?;
             return Ok(SqlStore::new(pool));
         }
+        // WAL is stored in the file: set when it is created (and migrated), so that opening a
+        // database that is not billrun's writes nothing to it.
+        let options = if access == Access::Create {
+            options.journal_mode(SqliteJournalMode::Wal)
+        } else {
+            options
+        };
         let options = options
-            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             // A month of usage is hundreds of MB of rows and indexes; SQLite's default 2 MB
             // page cache would re-read index pages from disk for every insert.

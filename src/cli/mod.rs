@@ -249,7 +249,7 @@ pub async fn run(cli: Cli, cx: &Context) -> Result<u8, Failure> {
         }
         Command::Completions { .. } | Command::Man => generate(&cli.command),
         Command::Dump { out, company } => {
-            on_store!(cx, url, ReadOnly, s => commands::dump(s, &out, company).await)
+            on_store!(cx, url, ReadOnly, s => commands::dump(s, cx, &out, company).await)
         }
     }
 }

@@ -24,6 +24,21 @@ pub fn progress_bar(terminal: bool, what: &str, len: u64) -> indicatif::Progress
     BARS.add(bar)
 }
 
+/// A counter of `what` on a terminal (hidden otherwise) for work whose size is known only at
+/// its end, when the caller sets the length and finishes it.
+pub fn progress_counter(terminal: bool, what: &str) -> indicatif::ProgressBar {
+    if !terminal {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template(&format!("{{spinner}} {{pos}} {what} {{elapsed}}"))
+    {
+        bar.set_style(style);
+    }
+    BARS.add(bar)
+}
+
 /// Writes log lines to stderr, scrubbed of secrets, with the progress bars out of the way.
 #[derive(Clone)]
 pub struct LogWriter {

@@ -573,3 +573,92 @@ fn the_command_line_documents_itself() {
         "every command is listed"
     );
 }
+
+/// Runs `args` under a pseudo-terminal (util-linux `script`), returning what it drew.
+fn on_a_terminal(args: &[&str]) -> Option<String> {
+    let Ok(script) = which("script") else {
+        eprintln!(
+            "NOTE: `script` (util-linux) is missing: progress bars on a terminal are not tested"
+        );
+        return None;
+    };
+    let bin = assert_cmd::cargo::cargo_bin("billrun");
+    let mut line = shell_quote(&bin.display().to_string());
+    for a in args {
+        line.push(' ');
+        line.push_str(&shell_quote(a));
+    }
+    let out = std::process::Command::new(script)
+        .args(["-qec", &line, "/dev/null"])
+        .env("BILLRUN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{line}: {}",
+        stdout(&out)
+    );
+    Some(stdout(&out))
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(name))
+                .find(|p| p.is_file())
+        })
+        .ok_or(())
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[test]
+fn long_commands_draw_progress_to_100_percent_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let demo = fixture("demo").display().to_string();
+    let out = |p: &str| dir.path().join(p).display().to_string();
+    let cases: [(Vec<String>, &str); 3] = [
+        (
+            vec![
+                "--database".into(),
+                url.clone(),
+                "load".into(),
+                demo.clone(),
+            ],
+            "21/21 usage rows",
+        ),
+        (
+            vec![
+                "--database".into(),
+                url.clone(),
+                "dump".into(),
+                "--out".into(),
+                out("d"),
+            ],
+            "7/7 files",
+        ),
+        (
+            vec!["replay".into(), demo.clone(), "--out".into(), out("r")],
+            "48/48 instants",
+        ),
+    ];
+    for (args, done) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let Some(drawn) = on_a_terminal(&args) else {
+            return;
+        };
+        assert!(drawn.contains(done), "{args:?}: no {done:?} in {drawn:?}");
+        // Off a terminal: log lines only, no bar.
+        let plain = billrun().args(&args).output().unwrap();
+        assert!(
+            matches!(plain.status.code(), Some(0 | 3)),
+            "{}",
+            stderr(&plain)
+        );
+        assert!(!stderr(&plain).contains(done), "{}", stderr(&plain));
+    }
+}

@@ -89,6 +89,7 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
     } else {
         Origin::Feed
     };
+    let bar = cx.progress_bar("usage rows");
     let events = match &folder.events {
         Some(f) if is_new(&f.file) => {
             let src = text::decode("events.jsonl", &f.bytes)?;
@@ -99,8 +100,13 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
     let (usage, usage_companies): (Box<dyn Iterator<Item = _> + Send>, _) = match &folder.usage {
         Some((checked, f)) if is_new(f) => {
             let reader = UsageReader::new("usage.csv", BufReader::new(open(dir, "usage.csv")?))?;
+            bar.set_length(checked.rows);
+            let counted = bar.clone();
             (
-                Box::new(reader.map(|row| row.map_err(anyhow::Error::from))),
+                Box::new(reader.map(move |row| {
+                    counted.inc(1);
+                    row.map_err(anyhow::Error::from)
+                })),
                 checked.companies.clone(),
             )
         }
@@ -114,7 +120,9 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
         usage_companies,
         files: &new,
     };
-    let (taken, usage) = match take_in(store, intake).await? {
+    let taken = take_in(store, intake).await?;
+    bar.finish();
+    let (taken, usage) = match taken {
         Taken::Recorded { events, usage } => (events, usage),
         Taken::FilesTaken(names) => {
             tracing::info!(files = ?names, "another load recorded these files first");

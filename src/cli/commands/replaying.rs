@@ -37,8 +37,8 @@ pub async fn replay(cx: &Context, args: ReplayArgs) -> Result<u8, Failure> {
         // mail settings say: it must never mail anyone.
         let mut mail = MailSettings::outbox(out.join("outbox"));
         mail.exports = Some(out.join("exports"));
-        let report = drive(s, &fx, until, Some(&mail)).await?;
-        export::replay_files::dump(s, out, None).await?;
+        let report = drive(s, &fx, until, Some(&mail), Some(&cx.progress_bar("instants"))).await?;
+        export::replay_files::dump(s, out, None, &cx.progress_bar("files")).await?;
         tracing::info!(
             boundaries = report.boundaries,
             accepted = report.events.accepted,

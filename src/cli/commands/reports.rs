@@ -99,11 +99,17 @@ pub async fn plan_usage<S: Store>(
 }
 
 /// `dump`: the files of a replay, from the database as it stands.
-pub async fn dump<S: Store>(store: &S, out: &Path, company: Option<String>) -> Result<u8, Failure> {
+pub async fn dump<S: Store>(
+    store: &S,
+    cx: &Context,
+    out: &Path,
+    company: Option<String>,
+) -> Result<u8, Failure> {
     let company = match &company {
         Some(c) => Some(known_company(&store.world().await?, c)?.id.clone()),
         None => None,
     };
-    export::replay_files::dump(store, out, company.as_ref()).await?;
+    let bar = cx.progress_bar("files");
+    export::replay_files::dump(store, out, company.as_ref(), &bar).await?;
     Ok(EXIT_OK)
 }

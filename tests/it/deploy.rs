@@ -318,7 +318,10 @@ fn settings(unit: &str, key: &str) -> Vec<String> {
 fn units_treat_rejections_as_success_and_undone_work_as_failure() {
     // 3 (rejected input items) is success; 4 (a company parked) must fail the unit, so that
     // OnFailure= and monitoring see it.
-    assert_eq!(settings("billrun-run-due.service", "SuccessExitStatus"), ["3"]);
+    assert_eq!(
+        settings("billrun-run-due.service", "SuccessExitStatus"),
+        ["3"]
+    );
     assert!(settings("billrun-scheduler.service", "SuccessExitStatus").is_empty());
     for unit in ["billrun-run-due.service", "billrun-scheduler.service"] {
         assert_eq!(

@@ -299,9 +299,12 @@ fn the_daemon_runs_due_work_and_stops_cleanly_on_sigterm() {
         "cron = \"* * * * * *\"\ngrace_seconds = 10\nlease_seconds = 30\n",
     )
     .unwrap();
+    let metrics = tmp.path().join("billrun.prom");
     let mut child = Command::new(bin())
         .args(["--database", &url, "schedule", "--config"])
         .arg(&config)
+        .arg("--metrics-file")
+        .arg(&metrics)
         .env("BILLRUN_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -341,6 +344,13 @@ fn the_daemon_runs_due_work_and_stops_cleanly_on_sigterm() {
     assert!(
         stderr.contains("SIGTERM received") && stderr.contains("scheduler stopped"),
         "{stderr}"
+    );
+    // Every run the daemon finished left its metrics.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("billrun_last_run_success 1\n")
+            && text.contains("billrun_run_duration_seconds "),
+        "{text}"
     );
 }
 

@@ -242,6 +242,8 @@ fn status_reads_a_read_only_sqlite_file_and_changes_nothing() {
     let file = dir.path().join("db.sqlite");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
     let before = sha256(&file);
+    let dump_to = dir.path().join("dump").display().to_string();
+    let export_to = dir.path().join("export.csv").display().to_string();
     for command in [
         vec!["status", "--as-of", "2026-03-01T00:00:00Z"],
         vec!["invoice", "acme-20260228"],
@@ -251,6 +253,28 @@ fn status_reads_a_read_only_sqlite_file_and_changes_nothing() {
             "acme",
             "--as-of",
             "2026-03-01T00:00:00Z",
+        ],
+        vec!["dump", "--out", &dump_to],
+        vec![
+            "export-usage",
+            "--company",
+            "acme",
+            "--month",
+            "2026-02",
+            "--out",
+            &export_to,
+        ],
+        vec![
+            "rerun",
+            "--company",
+            "acme",
+            "--boundary",
+            "2026-02-28",
+            "--reason",
+            "check",
+            "--by",
+            "ops",
+            "--dry-run",
         ],
     ] {
         let out = billrun()
@@ -576,6 +600,11 @@ fn the_command_line_documents_itself() {
 
 /// Runs `args` under a pseudo-terminal (util-linux `script`), returning what it drew.
 fn on_a_terminal(args: &[&str]) -> Option<String> {
+    on_a_terminal_with(args, &[])
+}
+
+/// [`on_a_terminal`] with more environment variables.
+fn on_a_terminal_with(args: &[&str], env: &[(&str, &str)]) -> Option<String> {
     let Ok(script) = which("script") else {
         eprintln!(
             "NOTE: `script` (util-linux) is missing: progress bars on a terminal are not tested"
@@ -591,6 +620,7 @@ fn on_a_terminal(args: &[&str]) -> Option<String> {
     let out = std::process::Command::new(script)
         .args(["-qec", &line, "/dev/null"])
         .env("BILLRUN_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -661,4 +691,20 @@ fn long_commands_draw_progress_to_100_percent_on_a_terminal_only() {
         );
         assert!(!stderr(&plain).contains(done), "{}", stderr(&plain));
     }
+}
+
+#[test]
+fn log_lines_have_colours_only_on_a_terminal_and_never_with_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let args = ["--database", url.as_str(), "migrate"];
+    let info = [("BILLRUN_LOG", "info")];
+    let Some(coloured) = on_a_terminal_with(&args, &info) else {
+        return;
+    };
+    // The level is drawn in colour (INFO in green).
+    assert!(coloured.contains("\u{1b}[32m"), "{coloured:?}");
+    let plain = on_a_terminal_with(&args, &[info[0], ("NO_COLOR", "1")]).unwrap();
+    assert!(plain.contains("INFO"), "{plain:?}");
+    assert!(!plain.contains("\u{1b}["), "{plain:?}");
 }

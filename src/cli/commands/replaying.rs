@@ -13,7 +13,7 @@ use billrun::synthetic::{GenOptions, generate};
 use billrun::with_store;
 
 use crate::cli::args::ReplayArgs;
-use crate::cli::{Context, EXIT_OK, EXIT_PARTIAL, Failure, parse_instant};
+use crate::cli::{Context, EXIT_OK, EXIT_PARTIAL, EXIT_UNDONE, Failure, parse_instant};
 
 /// `replay`: loads a fixture into a fresh database, walks it through time, writes its files.
 pub async fn replay(cx: &Context, args: ReplayArgs) -> Result<u8, Failure> {
@@ -52,7 +52,13 @@ pub async fn replay(cx: &Context, args: ReplayArgs) -> Result<u8, Failure> {
             tracing::error!(company = %company, "{error}");
         }
         let rejected = report.events.rejected + report.usage.rejected;
-        Ok(if rejected > 0 || !report.failed.is_empty() { EXIT_PARTIAL } else { EXIT_OK })
+        Ok(if !report.failed.is_empty() {
+            EXIT_UNDONE
+        } else if rejected > 0 {
+            EXIT_PARTIAL
+        } else {
+            EXIT_OK
+        })
     });
     store.close().await;
     result

@@ -708,3 +708,44 @@ fn log_lines_have_colours_only_on_a_terminal_and_never_with_no_color() {
     assert!(plain.contains("INFO"), "{plain:?}");
     assert!(!plain.contains("\u{1b}["), "{plain:?}");
 }
+
+#[test]
+fn companies_held_by_another_instance_get_one_summary_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    load(&url, &fixture("demo"));
+    // Another host holds both companies for a long while yet.
+    futures_block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for company in ["acme", "bluebird"] {
+            sqlx::query(
+                "INSERT INTO company_leases (company_id, owner, fence, lease_until) \
+                 VALUES ($1, 'billrun:elsewhere:4242:0', 1, $2)",
+            )
+            .bind(company)
+            .bind(i64::MAX / 2)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    });
+    let out = billrun()
+        .args(["--database", &url, "--outbox"])
+        .arg(dir.path().join("outbox"))
+        .args(["run-due", "--as-of", "2026-03-01T00:00:00Z"])
+        .env("BILLRUN_LOG", "info")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let held: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("held by another instance"))
+        .collect();
+    assert_eq!(held.len(), 1, "{}", stderr(&out));
+    assert!(
+        held[0].contains("acme, bluebird") && held[0].contains("companies=2"),
+        "{}",
+        held[0]
+    );
+}

@@ -10,6 +10,7 @@ use chrono::Utc;
 use clap::Parser;
 
 use cli::args::{Cli, LogFormat};
+use cli::output::LogWriter;
 use cli::{Context, EXIT_FAILURE, EXIT_INPUT, Failure};
 
 // Closing a month allocates millions of small values across the async and SQLite threads;
@@ -17,17 +18,26 @@ use cli::{Context, EXIT_FAILURE, EXIT_INPUT, Failure};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The log filter when `BILLRUN_LOG` is unset: billrun's own lines, and only warnings from the
+/// database driver and the cron library, which are chatty at `info`.
+const DEFAULT_LOG: &str = "info,sqlx=warn,tokio_cron_scheduler=warn";
+
 fn main() -> ExitCode {
     let args = Cli::parse();
+    // Test hooks exist only in debug builds: no environment variable can crash a release.
+    #[cfg(debug_assertions)]
     if let Ok(point) = std::env::var("BILLRUN_FAILPOINT") {
         billrun::failpoint::arm(point);
     }
-    init_logging(args.log_format);
+    let terminal = std::io::stderr().is_terminal();
+    let writer = LogWriter::new(args.secrets());
+    let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    init_logging(args.log_format, colour, writer.clone());
     let cx = Context {
         clock: Box::new(Utc::now),
         lease_owner: lease_owner(),
         holder_gone: std::sync::Arc::new(holder_gone),
-        terminal: std::io::stderr().is_terminal(),
+        terminal,
         user: ["USER", "LOGNAME"]
             .into_iter()
             .find_map(|name| std::env::var(name).ok().filter(|u| !u.trim().is_empty())),
@@ -45,22 +55,25 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(args, &cx)) {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Input(msg)) => {
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", writer.scrub(&msg));
             ExitCode::from(EXIT_INPUT)
         }
         Err(Failure::Other(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", writer.scrub(&format!("{e:#}")));
             ExitCode::from(EXIT_FAILURE)
         }
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines on stderr: `BILLRUN_LOG` filters them (default [`DEFAULT_LOG`]); colours only on
+/// a terminal and never with `NO_COLOR` set.
+fn init_logging(format: LogFormat, colour: bool, writer: LogWriter) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BILLRUN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(colour)
+        .with_writer(writer);
     match format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().init(),

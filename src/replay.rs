@@ -79,16 +79,17 @@ pub async fn replay<S: Store>(
     fixture: &Fixture,
     until: Option<DateTime<Utc>>,
 ) -> anyhow::Result<ReplayReport> {
-    replay_with_mail(store, fixture, until, None).await
+    replay_with_mail(store, fixture, until, None, None).await
 }
 
 /// [`replay`], delivering the usage emails each boundary queues as the scheduler would,
-/// right after the closes, at the simulated instant.
+/// right after the closes, at the simulated instant; `progress` counts the instants walked.
 pub async fn replay_with_mail<S: Store>(
     store: &S,
     fixture: &Fixture,
     until: Option<DateTime<Utc>>,
     mail: Option<&MailSettings>,
+    progress: Option<&indicatif::ProgressBar>,
 ) -> anyhow::Result<ReplayReport> {
     store.migrate().await?;
     if !store.world().await?.companies.is_empty() {
@@ -139,7 +140,12 @@ pub async fn replay_with_mail<S: Store>(
     let mut report = ReplayReport::default();
     let mut events = Vec::new();
     let mut usage = Vec::new();
+    let bar = progress
+        .cloned()
+        .unwrap_or_else(indicatif::ProgressBar::hidden);
+    bar.set_length(instants.len() as u64);
     for (&t, work) in &instants {
+        bar.inc(1);
         if work.boundaries {
             take_in_pending(store, fixture, &mut events, &mut usage, &mut report).await?;
             let clock = move || t;
@@ -184,6 +190,7 @@ pub async fn replay_with_mail<S: Store>(
         report.until = Some(t);
     }
     take_in_pending(store, fixture, &mut events, &mut usage, &mut report).await?;
+    bar.finish();
     Ok(report)
 }
 

@@ -6,17 +6,43 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use billrun::domain::close::Step;
 
+/// The version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BILLRUN_GIT_COMMIT"),
+    ")"
+);
+
+/// What `--help` tells beyond the flags: exit statuses and the environment.
+const AFTER_HELP: &str = "\
+Exit status:
+  0  all done
+  1  a failure; nothing half-written
+  2  bad usage, input or configuration (also: a database without the billrun schema)
+  3  done, but some input items were rejected (they are listed)
+  4  work left undone: a company is parked, or (status --check) overdue
+
+Environment:
+  BILLRUN_DATABASE_URL  the database (--database)
+  BILLRUN_LOG           log filter, e.g. debug or billrun=debug
+                        (default info,sqlx=warn,tokio_cron_scheduler=warn)
+  BILLRUN_LOG_FORMAT    plain or json (--log-format)
+  NO_COLOR              set and non-empty: no colours in log lines (colours only on a terminal)
+  BILLRUN_SMTP_URL, BILLRUN_OUTBOX, BILLRUN_MAIL_FROM, BILLRUN_METRICS_FILE: see the flags";
+
 #[derive(Parser)]
 #[command(
     name = "billrun",
-    version,
-    about = "Closes billing cycles: licenses, credits, invoices, usage emails"
+    version = VERSION,
+    about = "Closes billing cycles: licenses, credits, invoices, usage emails",
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB.
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Given before the command; not
+    /// used by replay (see --into) or gen.
     #[arg(
         long,
-        global = true,
         env = "BILLRUN_DATABASE_URL",
         default_value = "sqlite://billrun.db",
         hide_env_values = true
@@ -61,11 +87,32 @@ pub struct Cli {
     pub attach_gzip_above: u64,
 
     /// Log lines as plain text or JSON.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "BILLRUN_LOG_FORMAT",
+        default_value_t = LogFormat::Plain
+    )]
     pub log_format: LogFormat,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Every secret the command line was given (database and SMTP passwords), which no output
+    /// may show.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut urls = vec![self.database.as_str()];
+        urls.extend(self.smtp.as_deref());
+        if let Command::Replay(r) = &self.command {
+            urls.extend(r.into.as_deref());
+        }
+        urls.into_iter()
+            .flat_map(billrun::store::url_secrets)
+            .collect()
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -86,20 +133,11 @@ pub enum Command {
     /// Do all work due as of an instant.
     RunDue(RunDueArgs),
     /// The daemon: wake on the schedule, run due work, stop cleanly on SIGTERM or SIGINT.
-    Schedule {
-        /// The schedule file.
-        #[arg(long, default_value = "jobs/schedule.toml")]
-        config: PathBuf,
-    },
-    /// Closed and pending boundaries, parked companies and their errors.
-    Status {
-        /// Only this company.
-        #[arg(long)]
-        company: Option<String>,
-        /// The instant (RFC 3339); default now.
-        #[arg(long)]
-        as_of: Option<String>,
-    },
+    /// With --check, only validate the schedule and print its next five wake-ups.
+    Schedule(ScheduleArgs),
+    /// Closed and pending boundaries, leases, parked companies, rejected items, the email
+    /// queue. With --check, exit 4 when a company is parked or overdue (for monitoring).
+    Status(StatusArgs),
     /// Replay a fixture into a fresh database under a simulated clock and write its files.
     Replay(ReplayArgs),
     /// Write a synthetic fixture of any size, for benchmarks.
@@ -144,6 +182,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout: `billrun man > billrun.1`.
+    Man,
     /// Write the files of a replay from the database as it stands.
     Dump {
         /// Where to write the files.
@@ -153,6 +198,43 @@ pub enum Command {
         #[arg(long)]
         company: Option<String>,
     },
+}
+
+#[derive(clap::Args)]
+pub struct ScheduleArgs {
+    /// The schedule file.
+    #[arg(long, default_value = "jobs/schedule.toml")]
+    pub config: PathBuf,
+    /// Validate the schedule file and print the next five wake-ups (RFC 3339, UTC, one a
+    /// line), then exit.
+    #[arg(long)]
+    pub check: bool,
+    /// With --check: list the wake-ups strictly after this instant (RFC 3339); default now.
+    #[arg(long, requires = "check")]
+    pub from: Option<String>,
+    /// After every run, write a Prometheus textfile here (for node_exporter's textfile
+    /// collector), atomically.
+    #[arg(long, env = "BILLRUN_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// Only this company, in every section.
+    #[arg(long)]
+    pub company: Option<String>,
+    /// The instant (RFC 3339); default now.
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Exit 4 when any company is parked or has a boundary due longer than --max-lag ago.
+    #[arg(long)]
+    pub check: bool,
+    /// How long a due boundary may wait before --check calls it overdue (1h, 90min, 2h 30m).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub max_lag: std::time::Duration,
+    /// Text for people, or JSON for tools.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(clap::Args)]
@@ -171,6 +253,10 @@ pub struct RunDueArgs {
     /// when the holder is provably gone).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub lease_seconds: u64,
+    /// After the run, write a Prometheus textfile here (for node_exporter's textfile
+    /// collector), atomically.
+    #[arg(long, env = "BILLRUN_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// How a report is printed.

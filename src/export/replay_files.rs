@@ -87,12 +87,18 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// Writes the replay files into `out` (created if missing), for one company or all.
+/// How many files [`dump`] writes.
+const FILES: u64 = 7;
+
+/// Writes the replay files into `out` (created if missing), for one company or all; `bar`
+/// counts the files written.
 pub async fn dump<S: Store>(
     store: &S,
     out: &Path,
     company: Option<&CompanyId>,
+    bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<()> {
+    bar.set_length(FILES);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let world = store.world().await?;
     let wanted = |c: &CompanyId| company.is_none_or(|w| w == c);
@@ -100,23 +106,27 @@ pub async fn dump<S: Store>(
     let mut docs = store.documents().await?;
     docs.retain(|d| wanted(&d.company));
     write_csv(&out.join("invoices.csv"), INVOICES, invoice_rows(docs))?;
+    bar.inc(1);
     let ledger = store.ledger(None).await?;
     write_csv(
         &out.join("ledger.csv"),
         LEDGER,
         ledger_rows(&ledger, &wanted),
     )?;
+    bar.inc(1);
     let records = store.usage_records(company).await?;
     write_csv(
         &out.join("usage_records.csv"),
         USAGE_RECORDS,
         records.into_iter().map(usage_record_row),
     )?;
+    bar.inc(1);
     write_csv(
         &out.join("licenses.csv"),
         LICENSES,
         license_rows(store, &world, &wanted).await?,
     )?;
+    bar.inc(1);
     let mut charges = store.card_charges().await?;
     charges.retain(|c| wanted(&c.company));
     write_csv(
@@ -124,6 +134,7 @@ pub async fn dump<S: Store>(
         CARD_CHARGES,
         card_charge_rows(charges),
     )?;
+    bar.inc(1);
     let mut rejections = store.rejections().await?;
     rejections.retain(|r| company.is_none() || r.company.as_ref().is_some_and(&wanted));
     write_csv(
@@ -131,9 +142,12 @@ pub async fn dump<S: Store>(
         REJECTIONS,
         rejection_rows(rejections),
     )?;
+    bar.inc(1);
     let mut runs = store.job_runs().await?;
     runs.retain(|r| wanted(&r.company));
     write_csv(&out.join("job_runs.csv"), JOB_RUNS, job_run_rows(runs))?;
+    bar.inc(1);
+    bar.finish();
     Ok(())
 }
 

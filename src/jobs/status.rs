@@ -12,6 +12,35 @@ use crate::store::{StepFailure, Store};
 
 use super::close::next_open;
 
+/// A boundary: its local date and its instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Boundary {
+    /// The local date in the company's zone.
+    pub date: NaiveDate,
+    /// The instant (UTC).
+    pub at: DateTime<Utc>,
+}
+
+/// Who holds a company's lease, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    /// The holder's token: `billrun:<host>:<process id>:<start, microseconds>`.
+    pub owner: String,
+    /// When the lease runs out unless renewed.
+    pub until: DateTime<Utc>,
+}
+
+impl LeaseHolder {
+    /// When the holding process started, read from its token.
+    pub fn started(&self) -> Option<DateTime<Utc>> {
+        self.owner
+            .rsplit(':')
+            .next()
+            .and_then(|micros| micros.parse::<i64>().ok())
+            .and_then(DateTime::from_timestamp_micros)
+    }
+}
+
 /// One company's closes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompanyStatus {
@@ -20,11 +49,21 @@ pub struct CompanyStatus {
     /// The latest boundary whose every step is done.
     pub closed_through: Option<NaiveDate>,
     /// Boundaries at or before the instant that are not closed yet, oldest first.
-    pub pending: Vec<NaiveDate>,
+    pub pending: Vec<Boundary>,
     /// The next boundary after the instant.
     pub next: NaiveDate,
     /// Failed steps not completed since: why the company is parked.
     pub parked: Vec<StepFailure>,
+    /// Who holds the company's lease, if anyone does.
+    pub lease: Option<LeaseHolder>,
+}
+
+impl CompanyStatus {
+    /// The oldest pending boundary due longer than `lag` before `as_of`: the company is
+    /// overdue.
+    pub fn overdue(&self, as_of: DateTime<Utc>, lag: chrono::Duration) -> Option<Boundary> {
+        self.pending.first().copied().filter(|b| b.at + lag < as_of)
+    }
 }
 
 /// The state of every company's closes at an instant (of one company, if given).
@@ -57,7 +96,10 @@ pub async fn status<S: Store>(
         let mut pending = Vec::new();
         let mut k = open;
         while grid.boundary_at(k) <= as_of {
-            pending.push(grid.boundary_date(k));
+            pending.push(Boundary {
+                date: grid.boundary_date(k),
+                at: grid.boundary_at(k),
+            });
             k += 1;
         }
         // A failure at a boundary before the ones read is of a boundary closed since.
@@ -74,7 +116,20 @@ pub async fn status<S: Store>(
             pending,
             next: grid.boundary_date(grid.first_boundary_after(as_of)),
             parked,
+            lease: None,
         });
+    }
+    let ids: Vec<CompanyId> = out.iter().map(|c| c.company.clone()).collect();
+    let mut holders: BTreeMap<CompanyId, LeaseHolder> = store
+        .lease_holders(&ids)
+        .await?
+        .into_iter()
+        // A lease given back runs until the epoch: nobody holds it.
+        .filter(|(_, _, until)| until.timestamp_micros() > 0)
+        .map(|(c, owner, until)| (c, LeaseHolder { owner, until }))
+        .collect();
+    for c in &mut out {
+        c.lease = holders.remove(&c.company);
     }
     Ok(out)
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use serde::Deserialize;
 
@@ -44,13 +46,43 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
             expr.split_whitespace().count()
         ));
     }
+    parse_cron(expr).map(|_| ())
+}
+
+/// Parses a cron expression exactly as tokio-cron-scheduler does for the daemon's job
+/// (`Job::new_async`): its own preprocessing, then croner with seconds required and day of
+/// month AND day of week.
+fn parse_cron(expr: &str) -> Result<Cron, String> {
+    let invalid = |e: String| format!("invalid cron expression {expr:?}: {e}");
+    let expr =
+        tokio_cron_scheduler::Job::schedule_to_cron(expr).map_err(|e| invalid(e.to_string()))?;
     CronParser::builder()
         .seconds(Seconds::Required)
         .dom_and_dow(true)
         .build()
-        .parse(expr)
-        .map(|_| ())
-        .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
+        .parse(&expr)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// The next `n` instants strictly after `from` at which the daemon wakes on `expr`, as the
+/// scheduler finds each next tick: the first occurrence after the previous one, in UTC, to
+/// the second.
+pub fn wakeups(expr: &str, from: DateTime<Utc>, n: usize) -> Result<Vec<DateTime<Utc>>, String> {
+    check_cron(expr)?;
+    let cron = parse_cron(expr)?;
+    let mut out = Vec::with_capacity(n);
+    let mut after = from;
+    while out.len() < n {
+        match cron.find_next_occurrence(&after, false) {
+            Ok(t) => {
+                out.push(t);
+                after = t;
+            }
+            // No later occurrence (a year-bound expression): fewer wake-ups.
+            Err(_) => break,
+        }
+    }
+    Ok(out)
 }
 
 /// A schedule file that can't be used: `<file>:<line>: <field>: <message>`, like every input
@@ -119,6 +151,70 @@ mod tests {
         assert!(
             bad.starts_with("invalid cron expression \"0 61 * * * *\": "),
             "{bad}"
+        );
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn next(expr: &str, from: &str) -> Vec<String> {
+        wakeups(expr, at(from), 5)
+            .unwrap()
+            .iter()
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .collect()
+    }
+
+    #[test]
+    fn wake_ups_are_strictly_after_the_start() {
+        assert_eq!(
+            next("0 */15 * * * *", "2026-03-01T00:15:00Z"),
+            [
+                "2026-03-01T00:30:00Z",
+                "2026-03-01T00:45:00Z",
+                "2026-03-01T01:00:00Z",
+                "2026-03-01T01:15:00Z",
+                "2026-03-01T01:30:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn wake_ups_read_last_days_weekdays_nth_names_ranges_and_steps() {
+        // L: the last day of each month.
+        assert_eq!(
+            next("0 0 2 L * *", "2026-01-31T02:00:00Z")[..3],
+            [
+                "2026-02-28T02:00:00Z",
+                "2026-03-31T02:00:00Z",
+                "2026-04-30T02:00:00Z"
+            ]
+        );
+        // W: the weekday nearest the 1st (Saturday 2026-08-01 → Monday 2026-08-03).
+        assert_eq!(
+            next("0 30 6 1W * *", "2026-07-15T00:00:00Z")[..2],
+            ["2026-08-03T06:30:00Z", "2026-09-01T06:30:00Z"]
+        );
+        // #: the second Monday of the month, with a month name range.
+        assert_eq!(
+            next("0 0 9 * JAN-MAR MON#2", "2026-01-01T00:00:00Z")[..3],
+            [
+                "2026-01-12T09:00:00Z",
+                "2026-02-09T09:00:00Z",
+                "2026-03-09T09:00:00Z"
+            ]
+        );
+        // Day names, a range of hours and a step.
+        assert_eq!(
+            next("0 0 8-12/2 * * SAT,SUN", "2026-03-06T23:00:00Z"),
+            [
+                "2026-03-07T08:00:00Z",
+                "2026-03-07T10:00:00Z",
+                "2026-03-07T12:00:00Z",
+                "2026-03-08T08:00:00Z",
+                "2026-03-08T10:00:00Z"
+            ]
         );
     }
 

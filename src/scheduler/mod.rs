@@ -14,7 +14,7 @@
 
 mod config;
 
-pub use config::{ConfigError, ScheduleConfig, check_cron, parse_config};
+pub use config::{ConfigError, ScheduleConfig, check_cron, parse_config, wakeups};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -21,6 +21,9 @@ pub trait Backend: sqlx::Database {
     /// Creates or upgrades the schema.
     fn migrate(pool: &Pool<Self>) -> impl Future<Output = anyhow::Result<()>>;
 
+    /// Whether the database holds billrun's schema, and how far it is migrated; reads only.
+    fn schema(pool: &Pool<Self>) -> impl Future<Output = anyhow::Result<super::Schema>>;
+
     /// Appends accepted usage rows, in as few statements as their number allows.
     fn insert_usage(
         tx: &mut Transaction<'static, Self>,

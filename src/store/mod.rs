@@ -405,6 +405,9 @@ pub trait Store {
     /// Creates or upgrades the schema.
     async fn migrate(&self) -> anyhow::Result<()>;
 
+    /// Whether the database holds billrun's schema, up to date or behind; reads only.
+    async fn schema(&self) -> anyhow::Result<Schema>;
+
     /// Records master data: the companies, products and rates of `world` replace those with
     /// the same keys.
     async fn save_world(&self, world: &World) -> anyhow::Result<()>;
@@ -602,6 +605,59 @@ pub fn latest_closes(progress: &[CompletedStep]) -> BTreeMap<CompanyId, u32> {
     latest
 }
 
+/// How a command may use its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Create the database (a SQLite file) when it is missing: `migrate` and `load`.
+    Create,
+    /// Read and write an existing database.
+    Write,
+    /// Only read an existing database (a SQLite file is opened read-only).
+    ReadOnly,
+}
+
+/// A SQLite database file that does not exist, opened without [`Access::Create`].
+#[derive(Debug, thiserror::Error)]
+#[error("the database file does not exist")]
+pub struct Missing;
+
+/// A database URL of no kind billrun knows.
+#[derive(Debug, thiserror::Error)]
+#[error("unsupported database URL {0}: use sqlite://PATH or postgres://…")]
+pub struct UnsupportedUrl(pub String);
+
+/// How far a database holds billrun's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// No billrun schema at all.
+    Missing,
+    /// Migrated, but not with every migration this build knows: `applied` of `known`.
+    Behind {
+        /// Migrations applied.
+        applied: usize,
+        /// Migrations this build knows.
+        known: usize,
+    },
+    /// Every migration this build knows is applied.
+    Current,
+}
+
+impl Schema {
+    /// Compares the migrations a build knows with those a database applied.
+    pub fn of(known: impl Iterator<Item = i64>, applied: &[i64]) -> Schema {
+        let known: Vec<i64> = known.collect();
+        let done = known.iter().filter(|v| applied.contains(v)).count();
+        if done == known.len() {
+            Schema::Current
+        } else {
+            Schema::Behind {
+                applied: done,
+                known: known.len(),
+            }
+        }
+    }
+}
+
 /// A store chosen at run time from a database URL.
 #[derive(Clone)]
 pub enum AnyStore {
@@ -615,17 +671,32 @@ impl AnyStore {
     /// Connects to `url` (`sqlite://path`, `postgres://…`), creating a SQLite file on first use.
     /// PostgreSQL sessions are named `session` (the process's lease token).
     pub async fn connect(url: &str, session: &str) -> anyhow::Result<AnyStore> {
+        Self::open(url, session, Access::Create).await
+    }
+
+    /// Connects to `url` as `access` allows (see [`SqliteStore::open`]). An unknown scheme is
+    /// an [`UnsupportedUrl`] error.
+    pub async fn open(url: &str, session: &str, access: Access) -> anyhow::Result<AnyStore> {
         if url.starts_with("sqlite:") {
-            Ok(AnyStore::Sqlite(SqliteStore::connect(url).await?))
+            Ok(AnyStore::Sqlite(SqliteStore::open(url, access).await?))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options =
+            let mut options =
                 sqlx::postgres::PgConnectOptions::from_str(url)?.application_name(session);
+            if access == Access::ReadOnly {
+                // The server then refuses any write, whatever the role may do.
+                options = options.options([("default_transaction_read_only", "on")]);
+            }
             Ok(AnyStore::Postgres(PgStore::connect_with(options).await?))
         } else {
-            anyhow::bail!(
-                "unsupported database URL {}: use sqlite://PATH or postgres://…",
-                redact_url(url)
-            )
+            Err(UnsupportedUrl(redact_url(url)).into())
+        }
+    }
+
+    /// Whether the database holds billrun's schema.
+    pub async fn schema(&self) -> anyhow::Result<Schema> {
+        match self {
+            AnyStore::Sqlite(s) => s.schema().await,
+            AnyStore::Postgres(s) => s.schema().await,
         }
     }
 
@@ -649,27 +720,137 @@ macro_rules! with_store {
     };
 }
 
-/// A URL with its password replaced by `***`, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                if userinfo.contains(':') {
-                    format!("{scheme}://{user}:***@{host}")
-                } else {
-                    format!("{scheme}://{user}@{host}")
-                }
-            }
-            None => url.to_string(),
-        },
-        None => url.to_string(),
+/// Query parameters whose value is a secret (PostgreSQL's `password`, `sslpassword`, and any
+/// other key naming a password or secret).
+fn secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password") || key.contains("secret") || key == "pass" || key == "pwd"
+}
+
+/// Splits `scheme://userinfo@rest`: the userinfo ends at the last `@` before the query, since a
+/// password may hold an unencoded `@`. A password holding `?` before its `@` moves that `@` into
+/// what looks like the query; then the last `@` of the whole URL ends the userinfo.
+fn split_userinfo(rest: &str) -> Option<(&str, &str)> {
+    let query = rest.find('?').unwrap_or(rest.len());
+    if let Some(at) = rest[..query].rfind('@') {
+        return Some((&rest[..at], &rest[at + 1..]));
     }
+    let at = rest.rfind('@')?;
+    // `host/db?user=a@b` names no password before the host: nothing to hide there.
+    if rest[..query].contains(':') && !rest[query..at].contains('=') {
+        return Some((&rest[..at], &rest[at + 1..]));
+    }
+    None
+}
+
+/// A URL with every password replaced by `***`, for logs and errors: the one in
+/// `user:password@` (an unencoded `@` in it included) and the values of `password=`,
+/// `sslpassword=` and other secret query parameters.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return redact_query(url);
+    };
+    let rest = match split_userinfo(rest) {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{user}:***@{host}")
+            } else {
+                format!("{user}@{host}")
+            }
+        }
+        None => rest.to_string(),
+    };
+    format!("{scheme}://{}", redact_query(&rest))
+}
+
+/// `text` with the values of secret `key=value` parameters replaced by `***`.
+fn redact_query(text: &str) -> String {
+    let Some((head, query)) = text.split_once('?') else {
+        return text.to_string();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if secret_key(k) => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{head}?{}", params.join("&"))
+}
+
+/// The secrets a URL carries, as written and percent-decoded: its password and the values of
+/// its secret query parameters. Output that might echo the URL is scrubbed of them.
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    if let Some((userinfo, _)) = split_userinfo(rest)
+        && let Some((_, password)) = userinfo.split_once(':')
+    {
+        out.push(password.to_string());
+    }
+    if let Some((_, query)) = rest.split_once('?') {
+        for p in query.split('&') {
+            if let Some((k, v)) = p.split_once('=')
+                && secret_key(k)
+            {
+                out.push(v.to_string());
+            }
+        }
+    }
+    let decoded: Vec<String> = out
+        .iter()
+        .filter_map(|s| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        })
+        .chain(out.iter().filter_map(|s| percent_decode(s)))
+        .collect();
+    out.extend(decoded);
+    out.retain(|s| !s.is_empty());
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `%XX` sequences decoded, when they make UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `text` with every one of `secrets` replaced by `***`: for messages that a driver or a
+/// library built from a URL and may quote it.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    // Longest first, so that a secret holding another is hidden whole.
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in sorted {
+        out = out.replace(s.as_str(), "***");
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{redact_url, scrub, url_secrets};
 
     #[test]
     fn passwords_never_show() {
@@ -679,5 +860,42 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://bill@db/x"), "postgres://bill@db/x");
         assert_eq!(redact_url("sqlite://billrun.db"), "sqlite://billrun.db");
+    }
+
+    #[test]
+    fn every_form_of_password_is_masked() {
+        let cases = [
+            ("postgres://bill:p@ss@db/x", "postgres://bill:***@db/x"),
+            (
+                "postgres://bill@db/x?password=hunter2&sslmode=require",
+                "postgres://bill@db/x?password=***&sslmode=require",
+            ),
+            (
+                "postgres://db/x?sslpassword=hunter2",
+                "postgres://db/x?sslpassword=***",
+            ),
+            (
+                "smtp://mailer:s%40cret@relay:587",
+                "smtp://mailer:***@relay:587",
+            ),
+            ("postgres://bill:a?b@db/x", "postgres://bill:***@db/x"),
+            ("postgres://db/x?user=a@b", "postgres://db/x?user=a@b"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_found_as_written_and_decoded() {
+        let secrets = url_secrets("smtp://mailer:s%40cret@relay?password=x%2By");
+        for s in ["s%40cret", "s@cret", "x%2By", "x+y"] {
+            assert!(secrets.contains(&s.to_string()), "{s} in {secrets:?}");
+        }
+        assert_eq!(
+            scrub("login as mailer with s@cret failed", &secrets),
+            "login as mailer with *** failed"
+        );
+        assert!(url_secrets("postgres://bill@db/x").is_empty());
     }
 }

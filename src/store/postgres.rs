@@ -6,8 +6,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Pool, Postgres, Transaction};
+use sqlx::{Connection, PgConnection, Pool, Postgres, Transaction};
 
+use super::Schema;
 use super::backend::Backend;
 use super::rows;
 use super::sql::SqlStore;
@@ -24,6 +25,19 @@ const ROWS_PER_INSERT: usize = 10_000;
 /// Rows per buffer sent down a `COPY`.
 const COPY_ROWS: usize = 10_000;
 
+/// How long opening a connection may take before the server counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection error in words an operator acts on: "connection refused" said as such.
+fn connect_error(e: sqlx::Error) -> anyhow::Error {
+    if let sqlx::Error::Io(io) = &e
+        && io.kind() == std::io::ErrorKind::ConnectionRefused
+    {
+        return anyhow::anyhow!("connection refused (is PostgreSQL running and listening there?)");
+    }
+    e.into()
+}
+
 impl SqlStore<Postgres> {
     /// Connects to a `postgres://` URL.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
@@ -31,8 +45,18 @@ impl SqlStore<Postgres> {
         Self::connect_with(options).await
     }
 
-    /// Connects with explicit options (tests use this to pin a schema).
+    /// Connects with explicit options (tests use this to pin a schema). One connection is
+    /// opened first, under a timeout of its own, so that a server that refuses or does not
+    /// answer is reported as such (not as a pool that timed out).
     pub async fn connect_with(options: PgConnectOptions) -> anyhow::Result<Self> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Ok(Ok(first)) => first.close().await?,
+            Ok(Err(e)) => return Err(connect_error(e)),
+            Err(_) => anyhow::bail!(
+                "no answer from the server within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        }
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
@@ -50,6 +74,27 @@ impl Backend for Postgres {
     async fn migrate(pool: &Pool<Self>) -> anyhow::Result<()> {
         sqlx::migrate!("sql/migrations/postgres").run(pool).await?;
         Ok(())
+    }
+
+    async fn schema(pool: &Pool<Self>) -> anyhow::Result<Schema> {
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(pool)
+                .await?;
+        if table.is_none() {
+            return Ok(Schema::Missing);
+        }
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(pool)
+        .await?;
+        Ok(Schema::of(
+            sqlx::migrate!("sql/migrations/postgres")
+                .iter()
+                .map(|m| m.version),
+            &applied,
+        ))
     }
 
     async fn live_sessions(

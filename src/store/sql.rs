@@ -728,6 +728,10 @@ where
         DB::migrate(&self.pool).await
     }
 
+    async fn schema(&self) -> anyhow::Result<super::Schema> {
+        DB::schema(&self.pool).await
+    }
+
     async fn save_world(&self, world: &World) -> anyhow::Result<()> {
         let mut tx = DB::begin_write(&self.pool).await?;
         Self::write_world(&mut tx, world).await?;

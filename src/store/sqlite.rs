@@ -13,6 +13,7 @@ use sqlx::{Pool, QueryBuilder, Sqlite, Transaction};
 use super::backend::Backend;
 use super::rows;
 use super::sql::SqlStore;
+use super::{Access, Missing, Schema};
 use crate::domain::usage::{Rating, Usage};
 use crate::domain::wallets::LedgerEntry;
 use crate::domain::words::CompanyId;
@@ -26,12 +27,39 @@ const ROWS_PER_INSERT: usize = 500;
 impl SqlStore<Sqlite> {
     /// Opens (creating on first use) the database at a `sqlite://PATH` URL.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+        Self::open(url, Access::Create).await
+    }
+
+    /// Opens the database at a `sqlite://PATH` URL as `access` allows: only
+    /// [`Access::Create`] makes a missing file ([`Missing`] otherwise), and
+    /// [`Access::ReadOnly`] opens the file read-only and changes no setting stored in it.
+    pub async fn open(url: &str, access: Access) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?;
+        let file = options.get_filename();
+        let in_memory = file.as_os_str().is_empty() || file.as_os_str() == ":memory:";
+        if access != Access::Create && !in_memory && !file.exists() {
+            return Err(Missing.into());
+        }
+        let options = options
+            .create_if_missing(access == Access::Create)
             .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true)
+            .foreign_keys(true);
+        if access == Access::ReadOnly {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.read_only(true).pragma("cache_size", "-65536"))
+                .await?;
+            return Ok(SqlStore::new(pool));
+        }
+        // WAL is stored in the file: set when it is created (and migrated), so that opening a
+        // database that is not billrun's writes nothing to it.
+        let options = if access == Access::Create {
+            options.journal_mode(SqliteJournalMode::Wal)
+        } else {
+            options
+        };
+        let options = options
+            .synchronous(SqliteSynchronous::Normal)
             // A month of usage is hundreds of MB of rows and indexes; SQLite's default 2 MB
             // page cache would re-read index pages from disk for every insert.
             .pragma("cache_size", "-262144")
@@ -70,6 +98,28 @@ impl Backend for Sqlite {
         migrator.run(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn schema(pool: &Pool<Self>) -> anyhow::Result<Schema> {
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(pool)
+        .await?;
+        if tables == 0 {
+            return Ok(Schema::Missing);
+        }
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(pool)
+        .await?;
+        Ok(Schema::of(
+            sqlx::migrate!("sql/migrations/sqlite")
+                .iter()
+                .map(|m| m.version),
+            &applied,
+        ))
     }
 
     async fn live_sessions(

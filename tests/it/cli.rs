@@ -277,6 +277,10 @@ fn run_due_twice_writes_nothing_the_second_time() {
 fn unknown_company_and_bad_instants_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
+    billrun()
+        .args(["--database", &url, "migrate"])
+        .assert()
+        .success();
     let out = billrun()
         .args(["--database", &url, "run-due", "--as-of", "yesterday"])
         .output()

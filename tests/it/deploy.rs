@@ -304,3 +304,41 @@ async fn the_daemon_notifies_systemd_ready_watchdog_during_a_run_and_stopping() 
     );
     assert!(stderr.contains("run-due finished"), "{stderr}");
 }
+
+/// The values of `key=` lines in a unit file.
+fn settings(unit: &str, key: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("jobs").join(unit)).unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(|v| v.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn units_treat_rejections_as_success_and_undone_work_as_failure() {
+    // 3 (rejected input items) is success; 4 (a company parked) must fail the unit, so that
+    // OnFailure= and monitoring see it.
+    assert_eq!(
+        settings("billrun-run-due.service", "SuccessExitStatus"),
+        ["3"]
+    );
+    assert!(settings("billrun-scheduler.service", "SuccessExitStatus").is_empty());
+    for unit in ["billrun-run-due.service", "billrun-scheduler.service"] {
+        assert_eq!(
+            settings(unit, "OnFailure"),
+            ["billrun-failure@%n.service"],
+            "{unit}"
+        );
+    }
+    // A bad configuration or a database to migrate: restarting cannot fix it.
+    assert_eq!(
+        settings("billrun-scheduler.service", "RestartPreventExitStatus"),
+        ["2"]
+    );
+    // The cron variant stays quiet on 0 and 3 only.
+    let cron = std::fs::read_to_string(repo().join("jobs/crontab")).unwrap();
+    assert!(
+        cron.contains("[ $s -eq 0 ] || [ $s -eq 3 ] || echo"),
+        "crontab: {cron}"
+    );
+}

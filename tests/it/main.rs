@@ -7,6 +7,7 @@ mod export;
 mod golden;
 mod intake;
 mod mail;
+mod ops;
 mod production;
 mod reruns;
 mod store;

@@ -184,8 +184,8 @@ async fn a_failing_company_is_parked_and_the_others_go_on() {
             .unwrap();
         assert_eq!(
             out.status.code(),
-            Some(3),
-            "{}",
+            Some(4),
+            "a parked company is work left undone: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let status = billrun()
@@ -198,14 +198,18 @@ async fn a_failing_company_is_parked_and_the_others_go_on() {
             ])
             .output()
             .unwrap();
-        assert_eq!(status.status.code(), Some(3));
-        let text = String::from_utf8_lossy(&status.stdout);
+        assert_eq!(status.status.code(), Some(4));
+        // Columns are aligned: compare with single spaces.
+        let text = String::from_utf8_lossy(&status.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         assert!(
             text.contains("alpha 2026-01-01 invoice")
                 && text.contains("fail point invoice:alpha reached"),
             "{text}"
         );
-        assert!(text.contains("beta  2026-03-01  0"), "beta went on: {text}");
+        assert!(text.contains("beta 2026-03-01 0"), "beta went on: {text}");
         // The next run retries the parked company and clears it.
         billrun()
             .args([
@@ -227,9 +231,12 @@ async fn a_failing_company_is_parked_and_the_others_go_on() {
             ])
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&status.stdout);
+        let text = String::from_utf8_lossy(&status.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         assert!(
-            text.contains("parked: none") && text.contains("alpha  2026-03-01  0"),
+            text.contains("parked: none") && text.contains("alpha 2026-03-01 0"),
             "{text}"
         );
         let out = tmp.path().join(db.backend);
@@ -292,9 +299,12 @@ fn the_daemon_runs_due_work_and_stops_cleanly_on_sigterm() {
         "cron = \"* * * * * *\"\ngrace_seconds = 10\nlease_seconds = 30\n",
     )
     .unwrap();
+    let metrics = tmp.path().join("billrun.prom");
     let mut child = Command::new(bin())
         .args(["--database", &url, "schedule", "--config"])
         .arg(&config)
+        .arg("--metrics-file")
+        .arg(&metrics)
         .env("BILLRUN_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -334,6 +344,13 @@ fn the_daemon_runs_due_work_and_stops_cleanly_on_sigterm() {
     assert!(
         stderr.contains("SIGTERM received") && stderr.contains("scheduler stopped"),
         "{stderr}"
+    );
+    // Every run the daemon finished left its metrics.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("billrun_last_run_success 1\n")
+            && text.contains("billrun_run_duration_seconds "),
+        "{text}"
     );
 }
 

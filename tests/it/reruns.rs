@@ -559,8 +559,9 @@ async fn concurrent_rerun_all_issue_each_adjustment_once() {
             assert_eq!(
                 out.status.code(),
                 Some(0),
-                "{}: {}",
+                "{}: {}{}",
                 db.backend,
+                String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
             assert!(String::from_utf8_lossy(&out.stdout).contains("re-runs: 6 ("));

@@ -301,7 +301,8 @@ async fn a_late_run_writes_what_on_time_runs_write() {
     let expected: Vec<Vec<String>> =
         crate::support::csv_rows(&fixture("demo").join("expected/invoices.csv"))[1..]
             .iter()
-            .filter(|r| r[3].as_str() <= "2026-06-20")
+            // Closes only: the adjustments in the file come from the demo's re-runs.
+            .filter(|r| r[3].as_str() <= "2026-06-20" && r[7] != "adjustment")
             .map(|r| vec![r[0].clone(), r[6].clone(), r[7].clone(), r[12].clone()])
             .collect();
     let mut sorted = lines.clone();

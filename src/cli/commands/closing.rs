@@ -7,8 +7,13 @@ use billrun::jobs::{self, DueOptions, DueReport, LeaseConfig};
 use billrun::mail::{DeliveryReport, MailSettings, Sender, deliver_due};
 use billrun::store::Store;
 
-use crate::cli::args::RunDueArgs;
-use crate::cli::{Context, EXIT_OK, EXIT_PARTIAL, Failure, on_store};
+use crate::cli::args::{RunDueArgs, ScheduleArgs};
+use crate::cli::metrics::{self, RunMetrics};
+use chrono::{DateTime, Utc};
+
+use billrun::domain::words::CompanyId;
+
+use crate::cli::{Context, EXIT_OK, EXIT_UNDONE, Failure, on_store};
 
 use super::known_company;
 
@@ -27,12 +32,14 @@ fn lease(cx: &Context, seconds: u64) -> LeaseConfig {
 pub async fn run_due<S: Store>(
     store: &S,
     cx: &Context,
+    url: &str,
     args: RunDueArgs,
     mail: &MailSettings,
 ) -> Result<u8, Failure> {
+    let started = std::time::Instant::now();
     let as_of = cx.instant_or_now("as-of", args.as_of.as_deref())?;
-    store.migrate().await?;
     let world = store.world().await?;
+    log_companies(url, &world);
     let companies = match &args.company {
         Some(c) => Some(BTreeSet::from([known_company(&world, c)?.id.clone()])),
         None => None,
@@ -45,9 +52,22 @@ pub async fn run_due<S: Store>(
         progress: Some(cx.progress_bar("companies")),
     };
     let report = jobs::run_due(store, &world, as_of, &options, &cx.clock).await?;
-    let code = report_due(&report);
+    let code = report_due(store, &report, started, cx.now()).await?;
     deliver(store, &world, cx, mail, args.lease_seconds).await?;
+    if let Some(path) = &args.metrics_file {
+        write_metrics(store, &world, cx, path, &report, code, started).await?;
+    }
     Ok(code)
+}
+
+/// Says which database a run reads and how many companies it saw: none is a warning, since
+/// a run that bills nobody is more often a wrong database than a quiet day.
+fn log_companies(url: &str, world: &billrun::domain::model::World) {
+    let database = billrun::store::redact_url(url);
+    match world.companies.len() {
+        0 => tracing::warn!(database = %database, "no companies in the database: nothing to bill"),
+        n => tracing::info!(database = %database, companies = n, "companies read"),
+    }
 }
 
 /// Sends the queued usage emails due now (wall clock: retries wait real time).
@@ -74,29 +94,44 @@ async fn deliver<S: Store>(
     Ok(())
 }
 
-/// `schedule`: the daemon.
+/// `schedule`: the daemon; with `--check`, the schedule's next wake-ups.
 pub async fn schedule(
     cx: &Context,
     url: &str,
-    config: &Path,
+    args: ScheduleArgs,
     mail: &MailSettings,
 ) -> Result<u8, Failure> {
+    let config = &args.config;
     let src = std::fs::read_to_string(config)
         .map_err(|e| Failure::Input(format!("{}: {e}", config.display())))?;
     let schedule = billrun::scheduler::parse_config(&config.display().to_string(), &src)?;
+    if args.check {
+        let from = cx.instant_or_now("from", args.from.as_deref())?;
+        let wakeups = billrun::scheduler::wakeups(&schedule.cron, from, 5)
+            .map_err(|m| Failure::Input(format!("{}: cron: {m}", config.display())))?;
+        for t in wakeups {
+            println!("{}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+        return Ok(EXIT_OK);
+    }
     let shutdown = tokio_util::sync::CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let lease = lease(cx, schedule.lease.as_secs());
-    on_store!(cx, url, s => {
-        s.migrate().await?;
+    let metrics_file = args.metrics_file.as_deref();
+    on_store!(cx, url, billrun::store::Access::Write, s => {
         billrun::scheduler::run(&schedule, shutdown, || {
             let lease = lease.clone();
             async move {
+                let started = std::time::Instant::now();
                 let world = s.world().await?;
+                log_companies(url, &world);
                 let options = DueOptions { lease: Some(lease), ..Default::default() };
                 let report = jobs::run_due(s, &world, cx.now(), &options, &cx.clock).await?;
-                report_due(&report);
+                let code = report_due(s, &report, started, cx.now()).await?;
                 deliver(s, &world, cx, mail, schedule.lease.as_secs()).await?;
+                if let Some(path) = metrics_file {
+                    write_metrics(s, &world, cx, path, &report, code, started).await?;
+                }
                 Ok(())
             }
         })
@@ -105,26 +140,101 @@ pub async fn schedule(
     })
 }
 
-/// Logs what a run did and picks the exit status.
-fn report_due(report: &DueReport) -> u8 {
+/// Writes the run's Prometheus textfile: what it closed and parked, how long it took, and,
+/// read after it, the oldest boundary still pending and the email queue.
+async fn write_metrics<S: Store>(
+    store: &S,
+    world: &billrun::domain::model::World,
+    cx: &Context,
+    path: &Path,
+    report: &DueReport,
+    code: u8,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
+    let now = cx.now();
+    let status = jobs::status::status(store, world, now, None).await?;
+    let oldest_pending_age = status
+        .iter()
+        .filter_map(|c| c.pending.first())
+        .map(|b| (now - b.at).num_milliseconds() as f64 / 1000.0)
+        .fold(0.0, f64::max);
+    let (_, unsent) = store.email_backlog(None).await?;
+    let companies_closed: BTreeSet<&CompanyId> = report.closed.iter().map(|(c, _)| c).collect();
+    let metrics = RunMetrics {
+        finished_at: now,
+        success: code == EXIT_OK,
+        companies_closed: companies_closed.len(),
+        boundaries_closed: report.closed.len(),
+        parked: report.failed.len(),
+        oldest_pending_age,
+        email_queue: unsent
+            .iter()
+            .filter(|e| e.status == billrun::store::EmailStatus::Queued)
+            .count(),
+        duration: started.elapsed().as_secs_f64(),
+    };
+    metrics::write(path, &metrics)
+}
+
+/// Companies named in one log line: the first few, then how many more.
+fn some_of(companies: &[CompanyId]) -> String {
+    const SHOWN: usize = 10;
+    let mut out: Vec<String> = companies
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect();
+    if companies.len() > SHOWN {
+        out.push(format!("… and {} more", companies.len() - SHOWN));
+    }
+    out.join(", ")
+}
+
+/// Logs what a run did and picks the exit status: [`EXIT_UNDONE`] when a company was parked,
+/// or is held under a lease that ran out (its holder stopped renewing it but could not be
+/// proved gone).
+async fn report_due<S: Store>(
+    store: &S,
+    report: &DueReport,
+    started: std::time::Instant,
+    now: DateTime<Utc>,
+) -> anyhow::Result<u8> {
     tracing::info!(
         boundaries = report.closed.len(),
         steps = report.steps,
         parked = report.failed.len(),
         busy = report.busy.len(),
+        duration_s = started.elapsed().as_secs_f64(),
         "run-due finished"
     );
-    for company in &report.busy {
-        tracing::info!(company = %company, "held by another instance; left to it");
+    let mut stale = Vec::new();
+    if !report.busy.is_empty() {
+        tracing::info!(
+            companies = report.busy.len(),
+            "held by another instance and left to it: {}",
+            some_of(&report.busy)
+        );
+        for (company, owner, until) in store.lease_holders(&report.busy).await? {
+            // A lease given back runs until the epoch: its holder finished.
+            if until.timestamp_micros() > 0 && until < now {
+                tracing::error!(
+                    company = %company,
+                    holder = %owner,
+                    lease_until = %until.to_rfc3339(),
+                    "held under a lease that ran out: work left undone"
+                );
+                stale.push(company);
+            }
+        }
     }
     for (company, error) in &report.failed {
         tracing::error!(company = %company, "parked: {error}");
     }
-    if report.failed.is_empty() {
+    Ok(if report.failed.is_empty() && stale.is_empty() {
         EXIT_OK
     } else {
-        EXIT_PARTIAL
-    }
+        EXIT_UNDONE
+    })
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

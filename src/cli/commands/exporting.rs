@@ -111,7 +111,8 @@ pub async fn export_usage<S: Store>(
     let path = args
         .out
         .unwrap_or_else(|| export_file_name(grid.local_date(cx.now())).into());
-    let rows = export_usage_history(store, company, &query, &path).await?;
+    let bar = crate::cli::output::progress_counter(cx.terminal, "rows");
+    let rows = export_usage_history(store, company, &query, &path, &bar).await?;
     tracing::info!(
         rows,
         scope = query.scope.as_str(),

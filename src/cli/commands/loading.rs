@@ -89,6 +89,7 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
     } else {
         Origin::Feed
     };
+    let bar = cx.progress_bar("usage rows");
     let events = match &folder.events {
         Some(f) if is_new(&f.file) => {
             let src = text::decode("events.jsonl", &f.bytes)?;
@@ -99,8 +100,13 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
     let (usage, usage_companies): (Box<dyn Iterator<Item = _> + Send>, _) = match &folder.usage {
         Some((checked, f)) if is_new(f) => {
             let reader = UsageReader::new("usage.csv", BufReader::new(open(dir, "usage.csv")?))?;
+            bar.set_length(checked.rows);
+            let counted = bar.clone();
             (
-                Box::new(reader.map(|row| row.map_err(anyhow::Error::from))),
+                Box::new(reader.map(move |row| {
+                    counted.inc(1);
+                    row.map_err(anyhow::Error::from)
+                })),
                 checked.companies.clone(),
             )
         }
@@ -114,7 +120,9 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
         usage_companies,
         files: &new,
     };
-    let (taken, usage) = match take_in(store, intake).await? {
+    let taken = take_in(store, intake).await?;
+    bar.finish();
+    let (taken, usage) = match taken {
         Taken::Recorded { events, usage } => (events, usage),
         Taken::FilesTaken(names) => {
             tracing::info!(files = ?names, "another load recorded these files first");
@@ -131,11 +139,36 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
         duplicates = events.duplicates + usage.duplicates,
         "loaded"
     );
-    Ok(Some(if events.rejected + usage.rejected > 0 {
-        EXIT_PARTIAL
-    } else {
-        EXIT_OK
-    }))
+    let rejected = events.rejected + usage.rejected;
+    if rejected > 0 {
+        list_rejections(store, rejected).await?;
+    }
+    Ok(Some(if rejected > 0 { EXIT_PARTIAL } else { EXIT_OK }))
+}
+
+/// How many rejected items a load lists on stderr; `rejections.csv` has them all.
+const LISTED: usize = 20;
+
+/// Lists on stderr the first of the `count` items this load rejected (the last recorded),
+/// then how many more there are.
+async fn list_rejections<S: Store>(store: &S, count: usize) -> anyhow::Result<()> {
+    let all = store.rejections().await?;
+    let mine = &all[all.len().saturating_sub(count)..];
+    for r in mine.iter().take(LISTED) {
+        let id = if r.id.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.id)
+        };
+        tracing::warn!("rejected {}:{}{id}: {}", r.source, r.line, r.reason);
+    }
+    if mine.len() > LISTED {
+        tracing::warn!(
+            "… and {} more rejected (all in rejections.csv from `billrun dump`)",
+            mine.len() - LISTED
+        );
+    }
+    Ok(())
 }
 
 /// Makes the accepted `rerun` events among `events`, in file order, at their instants: the same
@@ -151,6 +184,25 @@ async fn perform_reruns<S: Store>(
         if matches!(e.kind, billrun::domain::model::EventKind::Rerun { .. }) {
             billrun::jobs::rerun::perform_event(store, world, e, &cx.clock).await?;
         }
+    }
+    Ok(())
+}
+
+/// The input files a folder may hold.
+const INPUT_FILES: [&str; 3] = ["scenario.toml", "events.jsonl", "usage.csv"];
+
+/// Refuses, before any database is opened (or created), a folder that does not exist or
+/// holds no input file.
+pub fn check_folder(dir: &Path) -> Result<(), Failure> {
+    if !dir.is_dir() {
+        return Err(Failure::Input(format!("{}: no such folder", dir.display())));
+    }
+    if !INPUT_FILES.iter().any(|f| dir.join(f).is_file()) {
+        return Err(Failure::Input(format!(
+            "{}: no input file ({})",
+            dir.display(),
+            INPUT_FILES.join(", ")
+        )));
     }
     Ok(())
 }

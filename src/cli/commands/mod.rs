@@ -9,7 +9,7 @@ mod rerunning;
 
 pub use closing::{run_due, schedule};
 pub use exporting::export_usage;
-pub use loading::load;
+pub use loading::{check_folder, load};
 pub use replaying::{gen_fixture, replay};
 pub use reports::{dump, plan_usage, status};
 pub use rerunning::{invoice, rerun};

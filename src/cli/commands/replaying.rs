@@ -13,7 +13,7 @@ use billrun::synthetic::{GenOptions, generate};
 use billrun::with_store;
 
 use crate::cli::args::ReplayArgs;
-use crate::cli::{Context, EXIT_OK, EXIT_PARTIAL, Failure, parse_instant};
+use crate::cli::{Context, EXIT_OK, EXIT_PARTIAL, EXIT_UNDONE, Failure, parse_instant};
 
 /// `replay`: loads a fixture into a fresh database, walks it through time, writes its files.
 pub async fn replay(cx: &Context, args: ReplayArgs) -> Result<u8, Failure> {
@@ -25,7 +25,7 @@ pub async fn replay(cx: &Context, args: ReplayArgs) -> Result<u8, Failure> {
     let fx = Fixture::read(&args.fixture)?;
     let tmp = tempfile::tempdir().context("creating a temporary folder")?;
     let store = match &args.into {
-        Some(url) => cx.connect(url).await?,
+        Some(url) => cx.connect(url, billrun::store::Access::Create).await?,
         None => {
             let url = format!("sqlite://{}", tmp.path().join("replay.db").display());
             AnyStore::Sqlite(SqliteStore::connect(&url).await?)
@@ -37,8 +37,8 @@ pub async fn replay(cx: &Context, args: ReplayArgs) -> Result<u8, Failure> {
         // mail settings say: it must never mail anyone.
         let mut mail = MailSettings::outbox(out.join("outbox"));
         mail.exports = Some(out.join("exports"));
-        let report = drive(s, &fx, until, Some(&mail)).await?;
-        export::replay_files::dump(s, out, None).await?;
+        let report = drive(s, &fx, until, Some(&mail), Some(&cx.progress_bar("instants"))).await?;
+        export::replay_files::dump(s, out, None, &cx.progress_bar("files")).await?;
         tracing::info!(
             boundaries = report.boundaries,
             accepted = report.events.accepted,
@@ -52,7 +52,13 @@ pub async fn replay(cx: &Context, args: ReplayArgs) -> Result<u8, Failure> {
             tracing::error!(company = %company, "{error}");
         }
         let rejected = report.events.rejected + report.usage.rejected;
-        Ok(if rejected > 0 || !report.failed.is_empty() { EXIT_PARTIAL } else { EXIT_OK })
+        Ok(if !report.failed.is_empty() {
+            EXIT_UNDONE
+        } else if rejected > 0 {
+            EXIT_PARTIAL
+        } else {
+            EXIT_OK
+        })
     });
     store.close().await;
     result

@@ -59,11 +59,12 @@ where
             docs.insert(d.number.clone(), d);
         }
         for l in lines {
-            let number = l.number.clone();
-            docs.get_mut(&number)
-                .ok_or_else(|| anyhow::anyhow!("invoice line of unknown invoice {number}"))?
-                .lines
-                .push(l.into_domain()?);
+            // A document and its lines are inserted in one transaction and never change, so
+            // the lines of every head read are all here; lines whose head was not read belong
+            // to a document issued between the two reads, left for the next read.
+            if let Some(d) = docs.get_mut(&l.number) {
+                d.lines.push(l.into_domain()?);
+            }
         }
         let mut issued = IssuedAt::default();
         let mut adjustments = Vec::new();

@@ -116,7 +116,7 @@ fn lease_text(lease: Option<&LeaseHolder>) -> String {
         _ => lease.owner.clone(),
     };
     let since = lease
-        .started()
+        .since
         .map(|t| format!(" since {}", t.to_rfc3339_opts(SecondsFormat::Secs, true)))
         .unwrap_or_default();
     format!(
@@ -251,7 +251,7 @@ pub fn status_json(
                 "overdue": r.overdue(as_of, lag).is_some(),
                 "lease": r.lease.as_ref().map(|l| json!({
                     "owner": l.owner,
-                    "since": l.started().map(instant),
+                    "since": l.since.map(instant),
                     "until": instant(l.until),
                 })),
                 "parked": r.parked.iter().map(|f| json!({
@@ -334,6 +334,7 @@ mod tests {
                 }],
                 lease: Some(LeaseHolder {
                     owner: "billrun:bill-01:4242:1772409600000000".into(),
+                    since: Some(Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 2).unwrap()),
                     until: Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 35).unwrap(),
                 }),
             },

@@ -15,7 +15,7 @@ use crate::domain::model::{Company, Event, World};
 use crate::domain::usage::Unrated;
 use crate::domain::wallets::LedgerEntry;
 use crate::domain::words::CompanyId;
-use crate::store::{CommitOutcome, Lease, StepFailure, Store};
+use crate::store::{CommitOutcome, Lease, LeaseRecord, StepFailure, Store};
 
 use super::Clock;
 use super::close::{CompanyPlan, PlanContext, next_open, plan_company};
@@ -231,12 +231,17 @@ impl<S: Store> Run<'_, S> {
             return Ok(fences);
         }
         let holders = self.store.lease_holders(&busy).await?;
-        let mut owners: Vec<String> = holders.iter().map(|(_, o, _)| o.clone()).collect();
+        let mut owners: Vec<String> = holders.iter().map(|l| l.owner.clone()).collect();
         owners.sort();
         owners.dedup();
         owners.push(cfg.owner.clone());
         let sessions = self.store.live_owners(&owners).await?;
-        for (company, holder, _) in holders {
+        for LeaseRecord {
+            company,
+            owner: holder,
+            ..
+        } in holders
+        {
             let gone = (cfg.holder_gone)(&holder)
                 || sessions
                     .as_ref()
@@ -244,7 +249,7 @@ impl<S: Store> Run<'_, S> {
             if gone
                 && let Some(fence) = self
                     .store
-                    .take_over(&company, &holder, &cfg.owner, until)
+                    .take_over(&company, &holder, &cfg.owner, now, until)
                     .await?
             {
                 tracing::info!(company = %company, holder = %holder, "took over a lease whose holder is gone");

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::domain::close::Step;
 use crate::domain::model::World;
 use crate::domain::words::CompanyId;
-use crate::store::{StepFailure, Store};
+use crate::store::{LeaseRecord, StepFailure, Store};
 
 use super::close::next_open;
 
@@ -21,24 +21,16 @@ pub struct Boundary {
     pub at: DateTime<Utc>,
 }
 
-/// Who holds a company's lease, and until when.
+/// Who holds a company's lease, since and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseHolder {
     /// The holder's token: `billrun:<host>:<process id>:<start, microseconds>`.
     pub owner: String,
+    /// When the holder took the company (renewals keep it); `None` for a lease taken before
+    /// the database recorded it.
+    pub since: Option<DateTime<Utc>>,
     /// When the lease runs out unless renewed.
     pub until: DateTime<Utc>,
-}
-
-impl LeaseHolder {
-    /// When the holding process started, read from its token.
-    pub fn started(&self) -> Option<DateTime<Utc>> {
-        self.owner
-            .rsplit(':')
-            .next()
-            .and_then(|micros| micros.parse::<i64>().ok())
-            .and_then(DateTime::from_timestamp_micros)
-    }
 }
 
 /// One company's closes.
@@ -124,9 +116,15 @@ pub async fn status<S: Store>(
         .lease_holders(&ids)
         .await?
         .into_iter()
-        // A lease given back runs until the epoch: nobody holds it.
-        .filter(|(_, _, until)| until.timestamp_micros() > 0)
-        .map(|(c, owner, until)| (c, LeaseHolder { owner, until }))
+        .filter(LeaseRecord::held)
+        .map(|l| {
+            let holder = LeaseHolder {
+                owner: l.owner,
+                since: (l.since.timestamp_micros() > 0).then_some(l.since),
+                until: l.until,
+            };
+            (l.company, holder)
+        })
         .collect();
     for c in &mut out {
         c.lease = holders.remove(&c.company);

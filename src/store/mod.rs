@@ -98,6 +98,26 @@ pub struct Lease {
     pub ttl_micros: i64,
 }
 
+/// A company's lease as recorded, for seeing who holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    /// The company held.
+    pub company: CompanyId,
+    /// The holder's token: `billrun:<host>:<process id>:<start, microseconds>`.
+    pub owner: String,
+    /// When this holder took the company (renewals keep it; the epoch when unknown).
+    pub since: DateTime<Utc>,
+    /// When the lease runs out unless renewed; the epoch once given back.
+    pub until: DateTime<Utc>,
+}
+
+impl LeaseRecord {
+    /// Whether someone holds it: a lease given back runs until the epoch.
+    pub fn held(&self) -> bool {
+        self.until.timestamp_micros() > 0
+    }
+}
+
 /// A failed attempt at a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepFailure {
@@ -487,11 +507,8 @@ pub trait Store {
         until: DateTime<Utc>,
     ) -> anyhow::Result<()>;
 
-    /// Who holds each of `companies` (that anyone holds), and until when.
-    async fn lease_holders(
-        &self,
-        companies: &[CompanyId],
-    ) -> anyhow::Result<Vec<(CompanyId, String, DateTime<Utc>)>>;
+    /// Who holds each of `companies` (that anyone holds), since and until when.
+    async fn lease_holders(&self, companies: &[CompanyId]) -> anyhow::Result<Vec<LeaseRecord>>;
 
     /// Takes `company` from `dead_owner`, whose process is provably gone, raising the fence;
     /// `None` when someone else took it meanwhile.
@@ -500,6 +517,7 @@ pub trait Store {
         company: &CompanyId,
         dead_owner: &str,
         owner: &str,
+        now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> anyhow::Result<Option<i64>>;
 

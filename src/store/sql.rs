@@ -12,8 +12,8 @@ use super::backend::Backend;
 use super::rows::{self, *};
 use super::{
     CommitOutcome, CompletedStep, EmailOutcome, EventBatch, IntakeJudge, IntakeOutcome,
-    IntakeRequest, IntakeSnapshot, JobRun, LedgerRow, LoadedFile, QueuedEmail, RatedUsage,
-    Rejection, StepFailure, StepRun, Store,
+    IntakeRequest, IntakeSnapshot, JobRun, LeaseRecord, LedgerRow, LoadedFile, QueuedEmail,
+    RatedUsage, Rejection, StepFailure, StepRun, Store,
 };
 use crate::domain::account::CardCharge;
 use crate::domain::close::StepEffects;
@@ -1036,19 +1036,23 @@ where
         for chunk in companies.chunks(CHUNK) {
             let mut tx = DB::begin_write(&self.pool).await?;
             let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO company_leases (company_id, owner, fence, lease_until) ",
+                "INSERT INTO company_leases (company_id, owner, fence, lease_until, taken_at) ",
             );
             qb.push_values(chunk, |mut b, company| {
                 b.push_bind(company.to_string())
                     .push_bind(owner.to_string())
                     .push_bind(1_i64)
-                    .push_bind(rows::instant(until));
+                    .push_bind(rows::instant(until))
+                    .push_bind(rows::instant(now));
             });
             // Taken when nobody holds it, its lease ran out, or this owner holds it already;
-            // every take raises the fence.
+            // every take raises the fence. A holder that still holds it keeps its `taken_at`.
             qb.push(
                 " ON CONFLICT (company_id) DO UPDATE SET owner = excluded.owner, \
-                 fence = company_leases.fence + 1, lease_until = excluded.lease_until \
+                 fence = company_leases.fence + 1, lease_until = excluded.lease_until, \
+                 taken_at = CASE WHEN company_leases.owner = excluded.owner \
+                 AND company_leases.lease_until > excluded.taken_at \
+                 THEN company_leases.taken_at ELSE excluded.taken_at END \
                  WHERE company_leases.lease_until <= ",
             );
             qb.push_bind(rows::instant(now));
@@ -1089,20 +1093,22 @@ where
         Ok(())
     }
 
-    async fn lease_holders(
-        &self,
-        companies: &[CompanyId],
-    ) -> anyhow::Result<Vec<(CompanyId, String, DateTime<Utc>)>> {
+    async fn lease_holders(&self, companies: &[CompanyId]) -> anyhow::Result<Vec<LeaseRecord>> {
         let mut out = Vec::new();
         for chunk in companies.chunks(CHUNK) {
             let mut qb = QueryBuilder::<DB>::new(
-                "SELECT company_id, owner, lease_until FROM company_leases WHERE",
+                "SELECT company_id, owner, taken_at, lease_until FROM company_leases WHERE",
             );
             push_companies(&mut qb, "company_id", chunk);
-            let rows: Vec<(String, String, i64)> =
+            let rows: Vec<(String, String, i64, i64)> =
                 qb.build_query_as().fetch_all(&self.pool).await?;
-            for (company, owner, until) in rows {
-                out.push((CompanyId::from(company), owner, rows::at(until)?));
+            for (company, owner, since, until) in rows {
+                out.push(LeaseRecord {
+                    company: CompanyId::from(company),
+                    owner,
+                    since: rows::at(since)?,
+                    until: rows::at(until)?,
+                });
             }
         }
         Ok(out)
@@ -1113,15 +1119,17 @@ where
         company: &CompanyId,
         dead_owner: &str,
         owner: &str,
+        now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> anyhow::Result<Option<i64>> {
         let mut tx = DB::begin_write(&self.pool).await?;
         let fence: Option<(i64,)> = sqlx::query_as(
-            "UPDATE company_leases SET owner = $1, fence = fence + 1, lease_until = $2 \
-             WHERE company_id = $3 AND owner = $4 RETURNING fence",
+            "UPDATE company_leases SET owner = $1, fence = fence + 1, lease_until = $2, \
+             taken_at = $3 WHERE company_id = $4 AND owner = $5 RETURNING fence",
         )
         .bind(owner.to_string())
         .bind(rows::instant(until))
+        .bind(rows::instant(now))
         .bind(company.to_string())
         .bind(dead_owner.to_string())
         .fetch_optional(&mut *tx)

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use billrun::domain::close::{Step, StepEffects};
+use billrun::domain::words::CompanyId;
 use billrun::store::{CommitOutcome, Lease, StepRun, Store};
 use billrun::with_store;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -284,6 +285,31 @@ async fn a_stale_lease_holder_cannot_write() {
             assert!(s.job_runs().await.unwrap().is_empty(), "a refused commit writes nothing");
             assert_eq!(s.commit_steps(&[(run("b", fence_b), StepEffects::default())]).await.unwrap(), CommitOutcome::Committed);
             assert_eq!(s.job_runs().await.unwrap().len(), 1);
+        });
+    }
+}
+
+/// A lease says since when its holder has held the company: renewals and re-takes by the same
+/// holder keep that instant; a new holder, by expiry or by take-over, starts it again.
+#[tokio::test]
+async fn a_lease_records_since_when_it_is_held() {
+    for db in all_backends().await {
+        let store = db.store().await;
+        with_store!(&store, s => {
+            s.migrate().await.unwrap();
+            let acme: [CompanyId; 1] = ["acme".into()];
+            let since = |s_: Vec<billrun::store::LeaseRecord>| (s_[0].owner.clone(), s_[0].since);
+            s.acquire_leases(&acme, "a", t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:30Z")).await.unwrap();
+            s.renew_leases(&acme, "a", t("2026-01-01T00:00:50Z")).await.unwrap();
+            s.acquire_leases(&acme, "a", t("2026-01-01T00:00:40Z"), t("2026-01-01T00:01:10Z")).await.unwrap();
+            assert_eq!(since(s.lease_holders(&acme).await.unwrap()), ("a".into(), t("2026-01-01T00:00:00Z")), "{}", db.backend);
+            s.acquire_leases(&acme, "b", t("2026-01-01T00:02:00Z"), t("2026-01-01T00:02:30Z")).await.unwrap();
+            assert_eq!(since(s.lease_holders(&acme).await.unwrap()), ("b".into(), t("2026-01-01T00:02:00Z")), "{}", db.backend);
+            s.take_over(&acme[0], "b", "c", t("2026-01-01T00:02:10Z"), t("2026-01-01T00:02:40Z")).await.unwrap().unwrap();
+            assert_eq!(since(s.lease_holders(&acme).await.unwrap()), ("c".into(), t("2026-01-01T00:02:10Z")), "{}", db.backend);
+            s.release_leases(&acme, "c").await.unwrap();
+            s.acquire_leases(&acme, "c", t("2026-01-01T00:03:00Z"), t("2026-01-01T00:03:30Z")).await.unwrap();
+            assert_eq!(since(s.lease_holders(&acme).await.unwrap()), ("c".into(), t("2026-01-01T00:03:00Z")), "{}: a lease given back and taken again starts again", db.backend);
         });
     }
 }

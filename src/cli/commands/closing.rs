@@ -5,7 +5,7 @@ use std::path::Path;
 
 use billrun::jobs::{self, DueOptions, DueReport, LeaseConfig};
 use billrun::mail::{DeliveryReport, MailSettings, Sender, deliver_due};
-use billrun::store::Store;
+use billrun::store::{LeaseRecord, Store};
 
 use crate::cli::args::{RunDueArgs, ScheduleArgs};
 use crate::cli::metrics::{self, RunMetrics};
@@ -214,7 +214,13 @@ async fn report_due<S: Store>(
             "held by another instance and left to it: {}",
             some_of(&report.busy)
         );
-        for (company, owner, until) in store.lease_holders(&report.busy).await? {
+        for LeaseRecord {
+            company,
+            owner,
+            until,
+            ..
+        } in store.lease_holders(&report.busy).await?
+        {
             // A lease given back runs until the epoch: its holder finished.
             if until.timestamp_micros() > 0 && until < now {
                 tracing::error!(

@@ -8,6 +8,8 @@
 #   COMPANIES (1000), EVENTS (1000000), SEED (42)  the generated month
 #   WORK (/tmp/billrun-bench)                      scratch folder, emptied first
 #   BILLRUN (target/release/billrun)               the binary (cargo build --release)
+#   LOAD_BILLRUN ($BILLRUN)                        the binary that loads (to time an old
+#                                                  close after a load it could not finish)
 #   BILLRUN_BENCH_POSTGRES                         a server URL where the benchmark may create
 #       (postgres://postgres@127.0.0.1:5432/postgres)   and drop the database billrun_bench
 #
@@ -25,6 +27,7 @@ SEED=${SEED:-42}
 WORK=${WORK:-/tmp/billrun-bench}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BILLRUN=${BILLRUN:-$ROOT/target/release/billrun}
+LOAD_BILLRUN=${LOAD_BILLRUN:-$BILLRUN}
 PG_SERVER=${BILLRUN_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
 PG_DB=billrun_bench
 ANCHORS_AS_OF=2026-01-29T12:00:00Z
@@ -105,7 +108,7 @@ run_backend() {
         url=${PG_SERVER%/*}/$PG_DB
     fi
     export BILLRUN_DATABASE_URL=$url BILLRUN_OUTBOX=$WORK/outbox-$backend
-    timed load "$BILLRUN" load "$FIXTURE"
+    timed load "$LOAD_BILLRUN" load "$FIXTURE"
     timed anchors "$BILLRUN" run-due --as-of "$ANCHORS_AS_OF"
     for step in "${STEPS[@]}"; do
         timed "$step" "$BILLRUN" run-due --as-of "$MONTH_AS_OF" --job "$step"

@@ -1,7 +1,7 @@
 //! What differs between the two databases: how a store connects, how a write transaction
 //! begins, the migrations, and the bulk inserts of the rows a close writes by the thousand.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use sqlx::{Pool, Transaction};
@@ -26,6 +26,13 @@ pub trait Backend: sqlx::Database {
         tx: &mut Transaction<'static, Self>,
         usage: &[Usage],
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// The content of the accepted usage rows with these ids, by id: the duplicate check of
+    /// an intake, one lookup per id through the index on `usage.id`.
+    fn usage_contents(
+        conn: &mut Self::Connection,
+        ids: &[String],
+    ) -> impl Future<Output = anyhow::Result<BTreeMap<String, String>>> + Send;
 
     /// Readies a connection for a long streamed read (an export of any size), so the memory it
     /// holds does not grow with the rows read. The connection is closed afterwards.

@@ -1,7 +1,7 @@
 //! The PostgreSQL store, for production: several instances share one database and coordinate
 //! through it alone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -106,6 +106,28 @@ impl Backend for Postgres {
         }
         copy.finish().await?;
         Ok(())
+    }
+
+    async fn usage_contents(
+        conn: &mut Self::Connection,
+        ids: &[String],
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        // Within the load's own transaction the planner has no statistics of the rows it
+        // added: it takes the list of ids for a large share of the table and scans all of it,
+        // once per chunk, so that a load grew with the square of its rows. Each id is one
+        // index lookup; only this statement is told so.
+        sqlx::query("SET LOCAL enable_seqscan = off")
+            .execute(&mut *conn)
+            .await?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, content FROM usage WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&mut *conn)
+                .await?;
+        sqlx::query("SET LOCAL enable_seqscan TO DEFAULT")
+            .execute(&mut *conn)
+            .await?;
+        Ok(rows.into_iter().collect())
     }
 
     async fn prepare_stream(_conn: &mut Self::Connection) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Type};
 
 use super::backend::Backend;
@@ -503,25 +504,6 @@ where
         Ok(())
     }
 
-    /// The content of the accepted usage rows with these ids, by id.
-    async fn usage_contents(
-        conn: &mut DB::Connection,
-        ids: &[String],
-    ) -> anyhow::Result<BTreeMap<String, String>> {
-        let mut out = BTreeMap::new();
-        for chunk in ids.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<DB>::new("SELECT id, content FROM usage WHERE id IN (");
-            let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(id.clone());
-            }
-            qb.push(")");
-            let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
-            out.extend(rows);
-        }
-        Ok(out)
-    }
-
     /// Renews the lease of every company whose steps run under one; `false` (and nothing is
     /// changed) when one of them is no longer held by the same owner and fence.
     async fn check_leases(
@@ -858,7 +840,7 @@ where
         let events = judge.events(&snapshot)?;
         Self::write_events(&mut tx, &events).await?;
         while let Some(ids) = judge.next_usage()? {
-            let accepted = Self::usage_contents(&mut tx, &ids).await?;
+            let accepted = DB::usage_contents(&mut tx, &ids).await?;
             let usage = judge.usage(&accepted)?;
             DB::insert_usage(&mut tx, &usage.accepted).await?;
             Self::insert_rejections(&mut tx, &usage.rejections).await?;
@@ -943,6 +925,49 @@ where
         )
         .await?;
         rows.into_iter().map(RatedUsageRow::into_domain).collect()
+    }
+
+    async fn each_ledger_row(
+        &self,
+        sink: &mut (dyn FnMut(LedgerRow) -> anyhow::Result<()> + Send),
+    ) -> anyhow::Result<()> {
+        let mut conn = self.pool().acquire().await?;
+        DB::prepare_stream(&mut conn).await?;
+        {
+            let mut rows = sqlx::query_as::<_, LedgerDbRow>(
+                "SELECT seq, company_id, at, scope, wallet, entry, amount, reference, expires_at \
+                 FROM ledger_entries ORDER BY seq",
+            )
+            .fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                sink(row.into_domain()?)?;
+            }
+        }
+        conn.close().await?;
+        Ok(())
+    }
+
+    async fn each_usage_record(
+        &self,
+        company: Option<&CompanyId>,
+        sink: &mut (dyn FnMut(RatedUsage) -> anyhow::Result<()> + Send),
+    ) -> anyhow::Result<()> {
+        let mut conn = self.pool().acquire().await?;
+        DB::prepare_stream(&mut conn).await?;
+        {
+            let mut qb = QueryBuilder::<DB>::new(include_str!("../../sql/queries/rated_usage.sql"));
+            if let Some(company) = company {
+                qb.push(" WHERE u.company_id = ")
+                    .push_bind(company.to_string());
+            }
+            qb.push(" ORDER BY u.occurred_at, u.id");
+            let mut rows = qb.build_query_as::<RatedUsageRow>().fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                sink(row.into_domain()?)?;
+            }
+        }
+        conn.close().await?;
+        Ok(())
     }
 
     async fn progress(

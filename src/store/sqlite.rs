@@ -3,7 +3,7 @@
 //! deferred transaction that reads before it writes fails with "database is locked" instead of
 //! waiting.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -122,10 +122,32 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    async fn usage_contents(
+        conn: &mut Self::Connection,
+        ids: &[String],
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::<Sqlite>::new("SELECT id, content FROM usage WHERE id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.as_str());
+            }
+            qb.push(")");
+            let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     async fn prepare_stream(conn: &mut Self::Connection) -> anyhow::Result<()> {
         // The store's connections keep a 256 MiB page cache for closes; a streamed export reads
         // every page of the usage table once, and would fill it. 8 MiB is plenty for one pass.
         sqlx::query("PRAGMA cache_size = -8192")
+            .execute(&mut *conn)
+            .await?;
+        // A sort too large for that cache spills to a temporary file, not to memory.
+        sqlx::query("PRAGMA temp_store = FILE")
             .execute(&mut *conn)
             .await?;
         Ok(())

@@ -21,6 +21,9 @@ pub trait Backend: sqlx::Database {
     /// Creates or upgrades the schema.
     fn migrate(pool: &Pool<Self>) -> impl Future<Output = anyhow::Result<()>>;
 
+    /// Brings the planner's statistics of the tables that grow with usage up to date.
+    fn analyze(pool: &Pool<Self>) -> impl Future<Output = anyhow::Result<()>> + Send;
+
     /// Appends accepted usage rows, in as few statements as their number allows.
     fn insert_usage(
         tx: &mut Transaction<'static, Self>,

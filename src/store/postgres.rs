@@ -52,6 +52,15 @@ impl Backend for Postgres {
         Ok(())
     }
 
+    async fn analyze(pool: &Pool<Self>) -> anyhow::Result<()> {
+        // Autovacuum gets there eventually (when it runs at all); the next queries of a bulk
+        // load or close are planned now.
+        sqlx::query("ANALYZE usage, usage_ratings, ledger_entries")
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
     async fn live_sessions(
         pool: &Pool<Self>,
         owners: &[String],

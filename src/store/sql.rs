@@ -4,6 +4,8 @@
 //! `sql/queries/`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
@@ -27,15 +29,22 @@ use crate::domain::words::CompanyId;
 /// Rows per multi-row statement of the shared SQL: well under SQLite's 32 766 parameters.
 const CHUNK: usize = 500;
 
+/// Rows written in bulk (usage, ratings, ledger entries) after which the database's planner
+/// statistics are brought up to date.
+const ANALYZE_AFTER: u64 = 100_000;
+
 /// A store over a SQL database.
 pub struct SqlStore<DB: Backend> {
     pub(super) pool: Pool<DB>,
+    /// Rows written in bulk since the statistics were last brought up to date.
+    written: Arc<AtomicU64>,
 }
 
 impl<DB: Backend> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
         SqlStore {
             pool: self.pool.clone(),
+            written: self.written.clone(),
         }
     }
 }
@@ -43,7 +52,22 @@ impl<DB: Backend> Clone for SqlStore<DB> {
 impl<DB: Backend> SqlStore<DB> {
     /// A store over an open pool.
     pub(crate) fn new(pool: Pool<DB>) -> Self {
-        SqlStore { pool }
+        SqlStore {
+            pool,
+            written: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts `rows` written in bulk and, once enough are, brings the planner's statistics up
+    /// to date: the queries after a bulk load or close would otherwise be planned for the
+    /// tables as they were before it (or, on a new database, as empty).
+    async fn wrote(&self, rows: usize) -> anyhow::Result<()> {
+        let before = self.written.fetch_add(rows as u64, Ordering::Relaxed);
+        if before + rows as u64 >= ANALYZE_AFTER {
+            self.written.store(0, Ordering::Relaxed);
+            DB::analyze(&self.pool).await?;
+        }
+        Ok(())
     }
 
     /// Closes every connection (SQLite then checkpoints its write-ahead log).
@@ -826,6 +850,7 @@ where
         judge: &mut J,
     ) -> anyhow::Result<IntakeOutcome> {
         let mut tx = DB::begin_write(&self.pool).await?;
+        let mut rows = 0;
         if !Self::claim_files(&mut tx, request.files).await? {
             tx.rollback().await?;
             return Ok(IntakeOutcome::FilesTaken(
@@ -841,12 +866,19 @@ where
         Self::write_events(&mut tx, &events).await?;
         while let Some(ids) = judge.next_usage()? {
             let accepted = DB::usage_contents(&mut tx, &ids).await?;
-            let usage = judge.usage(&accepted)?;
+            let mut usage = judge.usage(&accepted)?;
+            // Stored by company, then time: a company's rows of a chunk share pages, which
+            // its close, its exports and its emails read together.
+            usage.accepted.sort_unstable_by(|a, b| {
+                (&a.company, a.occurred_at, &a.id).cmp(&(&b.company, b.occurred_at, &b.id))
+            });
             DB::insert_usage(&mut tx, &usage.accepted).await?;
+            rows += usage.accepted.len();
             Self::insert_rejections(&mut tx, &usage.rejections).await?;
         }
         crate::failpoint::hit("commit:load");
         tx.commit().await?;
+        self.wrote(rows).await?;
         Ok(IntakeOutcome::Recorded)
     }
 
@@ -1043,6 +1075,7 @@ where
             .collect();
         DB::insert_ratings(&mut tx, &ratings).await?;
         tx.commit().await?;
+        self.wrote(entries.len() + ratings.len()).await?;
         Ok(CommitOutcome::Committed)
     }
 

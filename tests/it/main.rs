@@ -9,5 +9,6 @@ mod intake;
 mod mail;
 mod production;
 mod reruns;
+mod scale;
 mod store;
 mod support;

@@ -43,6 +43,12 @@ pub trait Backend: sqlx::Database {
         conn: &mut Self::Connection,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// Ends a streamed read on a connection readied by [`Backend::prepare_stream`]: closes it
+    /// if its settings differ from the pool's, or gives it back.
+    fn end_stream(
+        conn: sqlx::pool::PoolConnection<Self>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
     /// Appends ledger entries in the order given, in as few statements as their number allows.
     fn insert_ledger(
         tx: &mut Transaction<'static, Self>,

@@ -144,6 +144,13 @@ impl Backend for Postgres {
         Ok(())
     }
 
+    async fn end_stream(conn: sqlx::pool::PoolConnection<Self>) -> anyhow::Result<()> {
+        // Nothing was changed: the connection and its prepared statements serve the next
+        // stream (a run's emails each stream their rows).
+        drop(conn);
+        Ok(())
+    }
+
     async fn insert_ledger(
         tx: &mut Transaction<'static, Self>,
         entries: &[(&CompanyId, &LedgerEntry)],

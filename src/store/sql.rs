@@ -193,36 +193,54 @@ where
         tx: &mut sqlx::Transaction<'static, DB>,
         d: &Document,
     ) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO invoices (company_id, number, kind, boundary_index, boundary, period_start, \
-             period_end, currency, total) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(d.company.to_string())
-        .bind(d.number.clone())
-        .bind(d.kind.as_str().to_string())
-        .bind(i64::from(d.boundary_index))
-        .bind(rows::date(d.boundary))
-        .bind(rows::date(d.period_start))
-        .bind(rows::date(d.period_end))
-        .bind(d.currency.code().to_string())
-        .bind(rows::money(d.total())?)
-        .execute(&mut **tx)
-        .await?;
-        let mut lines = Vec::with_capacity(d.lines.len());
-        for (i, l) in d.lines.iter().enumerate() {
-            lines.push((
-                i as i64 + 1,
-                l,
-                l.unit_price.map(rows::money).transpose()?,
-                rows::money(l.amount)?,
-            ));
+        Self::insert_documents(tx, &[d]).await
+    }
+
+    /// Records documents and their lines, in as few statements as their number allows.
+    pub(super) async fn insert_documents(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        docs: &[&Document],
+    ) -> anyhow::Result<()> {
+        for chunk in docs.chunks(CHUNK) {
+            let values = chunk
+                .iter()
+                .map(|d| Ok((*d, rows::money(d.total())?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO invoices (company_id, number, kind, boundary_index, boundary, \
+                 period_start, period_end, currency, total) ",
+            );
+            qb.push_values(values, |mut b, (d, total)| {
+                b.push_bind(d.company.to_string())
+                    .push_bind(d.number.clone())
+                    .push_bind(d.kind.as_str().to_string())
+                    .push_bind(i64::from(d.boundary_index))
+                    .push_bind(rows::date(d.boundary))
+                    .push_bind(rows::date(d.period_start))
+                    .push_bind(rows::date(d.period_end))
+                    .push_bind(d.currency.code().to_string())
+                    .push_bind(total);
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        let mut lines = Vec::new();
+        for d in docs {
+            for (i, l) in d.lines.iter().enumerate() {
+                lines.push((
+                    *d,
+                    i as i64 + 1,
+                    l,
+                    l.unit_price.map(rows::money).transpose()?,
+                    rows::money(l.amount)?,
+                ));
+            }
         }
         for chunk in lines.chunks(CHUNK / 2) {
             let mut qb = QueryBuilder::<DB>::new(
                 "INSERT INTO invoice_lines (company_id, number, line_no, kind, office, product, \
                  description, quantity, unit_price, amount, source, corrects) ",
             );
-            qb.push_values(chunk, |mut b, (no, l, price, amount)| {
+            qb.push_values(chunk, |mut b, (d, no, l, price, amount)| {
                 b.push_bind(d.company.to_string())
                     .push_bind(d.number.clone())
                     .push_bind(*no)
@@ -241,8 +259,32 @@ where
         Ok(())
     }
 
-    /// Records master data: the companies, products and rates of `world` replace those with
-    /// the same keys.
+    /// Records the license removals the steps applied.
+    async fn insert_removals(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        steps: &[(StepRun, StepEffects)],
+    ) -> anyhow::Result<()> {
+        let removals: Vec<_> = steps
+            .iter()
+            .flat_map(|(run, e)| e.removals.iter().map(move |r| (&run.company, r)))
+            .collect();
+        for chunk in removals.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO license_removals (company_id, boundary_index, office_id, product, \
+                 quantity) ",
+            );
+            qb.push_values(chunk, |mut b, (company, r)| {
+                b.push_bind(company.to_string())
+                    .push_bind(i64::from(r.boundary))
+                    .push_bind(r.pool.office.to_string())
+                    .push_bind(r.pool.product.clone())
+                    .push_bind(r.removed);
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     async fn write_world(
         tx: &mut sqlx::Transaction<'static, DB>,
         world: &World,
@@ -975,7 +1017,7 @@ where
                 sink(row.into_domain()?)?;
             }
         }
-        conn.close().await?;
+        DB::end_stream(conn).await?;
         Ok(())
     }
 
@@ -998,7 +1040,7 @@ where
                 sink(row.into_domain()?)?;
             }
         }
-        conn.close().await?;
+        DB::end_stream(conn).await?;
         Ok(())
     }
 
@@ -1041,28 +1083,29 @@ where
             tx.rollback().await?;
             return Ok(CommitOutcome::AlreadyDone);
         }
-        for (run, effects) in steps {
-            for r in &effects.removals {
-                sqlx::query(
-                    "INSERT INTO license_removals (company_id, boundary_index, office_id, product, \
-                     quantity) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(run.company.to_string())
-                .bind(i64::from(r.boundary))
-                .bind(r.pool.office.to_string())
-                .bind(r.pool.product.clone())
-                .bind(r.removed)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if let Some(d) = &effects.document {
-                Self::insert_document(&mut tx, d).await?;
-            }
-            Self::insert_card_charges(&mut tx, &effects.card_charges).await?;
-            Self::insert_spend(&mut tx, run, &effects.spend).await?;
-            Self::queue_emails(&mut tx, run, &effects.emails).await?;
+        for (run, _) in steps {
             crate::failpoint::hit(&format!("commit:{}", run.step));
         }
+        // What the steps write, each kind in one multi-row statement per chunk of rows.
+        Self::insert_removals(&mut tx, steps).await?;
+        let documents: Vec<&Document> = steps
+            .iter()
+            .filter_map(|(_, e)| e.document.as_ref())
+            .collect();
+        Self::insert_documents(&mut tx, &documents).await?;
+        let charges: Vec<CardCharge> = steps
+            .iter()
+            .flat_map(|(_, e)| e.card_charges.iter().cloned())
+            .collect();
+        Self::insert_card_charges(&mut tx, &charges).await?;
+        let spends: Vec<(&StepRun, &crate::domain::usage_email::Spend)> =
+            steps.iter().map(|(run, e)| (run, &e.spend)).collect();
+        Self::insert_spend(&mut tx, &spends).await?;
+        let emails: Vec<(&StepRun, &crate::domain::usage_email::EmailDraft)> = steps
+            .iter()
+            .flat_map(|(run, e)| e.emails.iter().map(move |m| (run, m)))
+            .collect();
+        Self::queue_emails(&mut tx, &emails).await?;
         // The ledger entries and ratings of all the steps, in step order.
         let entries: Vec<(&CompanyId, &LedgerEntry)> = steps
             .iter()

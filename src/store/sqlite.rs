@@ -158,20 +158,37 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    async fn end_stream(conn: sqlx::pool::PoolConnection<Self>) -> anyhow::Result<()> {
+        // Its settings go with it.
+        conn.close().await?;
+        Ok(())
+    }
+
     async fn insert_ledger(
         tx: &mut Transaction<'static, Self>,
         entries: &[(&CompanyId, &LedgerEntry)],
     ) -> anyhow::Result<()> {
-        for chunk in entries.chunks(ROWS_PER_INSERT) {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // The key is (company, seq): `seq` continues the order made, taken under the write
+        // lock this transaction holds.
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM ledger_entries")
+            .fetch_one(&mut **tx)
+            .await?;
+        for (n, chunk) in entries.chunks(ROWS_PER_INSERT).enumerate() {
+            let first = last + 1 + (n * ROWS_PER_INSERT) as i64;
             let rows = chunk
                 .iter()
-                .map(|(c, e)| Ok((*c, *e, rows::money(e.amount)?)))
+                .zip(first..)
+                .map(|((c, e), seq)| Ok((*c, *e, seq, rows::money(e.amount)?)))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO ledger_entries (company_id, at, scope, wallet, entry, amount, reference, expires_at) ",
+                "INSERT INTO ledger_entries (company_id, seq, at, scope, wallet, entry, amount, reference, expires_at) ",
             );
-            qb.push_values(rows, |mut b, (company, e, amount)| {
+            qb.push_values(rows, |mut b, (company, e, seq, amount)| {
                 b.push_bind(company.to_string())
+                    .push_bind(seq)
                     .push_bind(rows::instant(e.at))
                     .push_bind(e.scope.to_string())
                     .push_bind(e.wallet.to_string())

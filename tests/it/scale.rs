@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use billrun::store::Store;
+
 use crate::support::{TestDb, billrun, csv_rows, load};
 
 /// The end of the generated month's first period, for every company.
@@ -158,4 +160,150 @@ async fn a_month_closed_in_one_run_per_company_per_boundary_or_per_step_dumps_th
             }
         }
     }
+}
+
+/// The tables that grow with usage: a distributed database splits each by `company_id`.
+const GROWING: &[&str] = &[
+    "usage",
+    "usage_ratings",
+    "ledger_entries",
+    "usage_spend",
+    "invoices",
+    "invoice_lines",
+    "usage_emails",
+    "events",
+];
+
+/// Per table, its primary key and unique indexes: (name, first column).
+type Keys = BTreeMap<String, Vec<(String, String)>>;
+
+async fn sqlite_keys(url: &str) -> Keys {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+    let mut keys = Keys::new();
+    for table in GROWING {
+        let mut found = Vec::new();
+        // The primary key, whether a rowid alias or an index of its own.
+        let pk: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM pragma_table_info($1) WHERE pk > 0 ORDER BY pk LIMIT 1",
+        )
+        .bind(table)
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap();
+        if let Some(first) = pk {
+            found.push(("primary key".to_string(), first));
+        }
+        let unique: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM pragma_index_list($1) WHERE \"unique\" = 1 AND origin <> 'pk'",
+        )
+        .bind(table)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        for index in unique {
+            let first: String =
+                sqlx::query_scalar("SELECT name FROM pragma_index_info($1) WHERE seqno = 0")
+                    .bind(&index)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+            found.push((index, first));
+        }
+        keys.insert(table.to_string(), found);
+    }
+    keys
+}
+
+async fn postgres_keys(url: &str) -> Keys {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let rows: Vec<(String, String, bool, String)> = sqlx::query_as(
+        "SELECT t.relname::text, i.relname::text, x.indisprimary, a.attname::text \
+         FROM pg_index x \
+         JOIN pg_class t ON t.oid = x.indrelid \
+         JOIN pg_class i ON i.oid = x.indexrelid \
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0] \
+         WHERE x.indisunique AND t.relnamespace = current_schema()::regnamespace \
+           AND t.relname = ANY($1)",
+    )
+    .bind(GROWING)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut keys = Keys::new();
+    for (table, index, primary, first) in rows {
+        let name = if primary {
+            "primary key".to_string()
+        } else {
+            index
+        };
+        keys.entry(table).or_default().push((name, first));
+    }
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_that_grow_with_usage_lead_every_key_with_the_company() {
+    for db in TestDb::all().await {
+        billrun::with_store!(&db.store().await, s => s.migrate().await.unwrap());
+        let keys = match db.backend {
+            "sqlite" => sqlite_keys(&db.url).await,
+            _ => postgres_keys(&db.url).await,
+        };
+        for table in GROWING {
+            let found = keys.get(*table).cloned().unwrap_or_default();
+            assert!(
+                found.iter().any(|(name, _)| name == "primary key"),
+                "{}: {table} has no primary key",
+                db.backend
+            );
+            for (name, first) in found {
+                assert_eq!(
+                    first, "company_id",
+                    "{}: {table}'s {name} leads with {first}, not company_id",
+                    db.backend
+                );
+            }
+        }
+    }
+}
+
+/// Every join of the store's SQL matches rows of one company: its `ON` names `company_id`.
+#[test]
+fn the_stores_joins_stay_within_a_company() {
+    let mut files = Vec::new();
+    for dir in ["sql/queries", "sql/queries/postgres", "src/store"] {
+        for entry in std::fs::read_dir(crate::support::repo().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "sql" || e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut joins = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let Some(at) = line.find("JOIN ") else {
+                continue;
+            };
+            let clause = &line[at..];
+            if !clause.contains(" ON ") {
+                continue;
+            }
+            joins += 1;
+            assert!(
+                clause.contains("company_id ="),
+                "{}:{}: a join not on company_id: {}",
+                path.display(),
+                i + 1,
+                line.trim()
+            );
+        }
+    }
+    assert!(
+        joins >= 5,
+        "only {joins} joins found: is the scan looking in the right place?"
+    );
 }

@@ -273,7 +273,7 @@ async fn tables_that_grow_with_usage_lead_every_key_with_the_company() {
 #[test]
 fn the_stores_joins_stay_within_a_company() {
     let mut files = Vec::new();
-    for dir in ["sql/queries", "sql/queries/postgres", "src/store"] {
+    for dir in ["sql/queries", "src/store"] {
         for entry in std::fs::read_dir(crate::support::repo().join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "sql" || e == "rs") {

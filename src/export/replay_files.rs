@@ -12,10 +12,10 @@ use crate::domain::invoice::Document;
 use crate::domain::licenses::LicenseBook;
 use crate::domain::model::World;
 use crate::domain::money::format_micro;
-use crate::domain::words::CompanyId;
+use crate::domain::words::{CompanyId, Scope, Wallet};
 use crate::store::{JobRun, LedgerRow, RatedUsage, Rejection, Store, latest_closes};
 
-use super::csv_file::write_csv;
+use super::csv_file::{CsvFile, write_csv};
 
 /// `invoices.csv` columns.
 pub const INVOICES: &[&str] = &[
@@ -107,19 +107,13 @@ pub async fn dump<S: Store>(
     docs.retain(|d| wanted(&d.company));
     write_csv(&out.join("invoices.csv"), INVOICES, invoice_rows(docs))?;
     bar.inc(1);
-    let ledger = store.ledger(None).await?;
-    write_csv(
-        &out.join("ledger.csv"),
-        LEDGER,
-        ledger_rows(&ledger, &wanted),
-    )?;
+    write_ledger(store, &out.join("ledger.csv"), &wanted).await?;
     bar.inc(1);
-    let records = store.usage_records(company).await?;
-    write_csv(
-        &out.join("usage_records.csv"),
-        USAGE_RECORDS,
-        records.into_iter().map(usage_record_row),
-    )?;
+    let mut records = CsvFile::create(&out.join("usage_records.csv"), USAGE_RECORDS)?;
+    store
+        .each_usage_record(company, &mut |r| records.write(usage_record_row(r)))
+        .await?;
+    records.finish()?;
     bar.inc(1);
     write_csv(
         &out.join("licenses.csv"),
@@ -186,32 +180,45 @@ fn invoice_rows(mut docs: Vec<Document>) -> Vec<Vec<String>> {
 
 /// `ledger.csv`: the entries of the wanted companies in the order made, each with its
 /// wallet's running balance (balances are sums of entries, never stored). `seq` counts every
-/// company's entries.
-fn ledger_rows(ledger: &[LedgerRow], wanted: &dyn Fn(&CompanyId) -> bool) -> Vec<Vec<String>> {
-    let mut balances: BTreeMap<_, Decimal> = BTreeMap::new();
-    let mut rows = Vec::new();
-    for (i, r) in ledger.iter().enumerate() {
-        let e = &r.entry;
-        let balance = balances
-            .entry((&r.company, &e.scope, e.wallet))
-            .or_default();
-        *balance += e.amount;
-        if !wanted(&r.company) {
-            continue;
-        }
-        rows.push(vec![
-            (i + 1).to_string(),
-            rfc3339(e.at),
-            r.company.to_string(),
-            e.scope.to_string(),
-            e.wallet.to_string(),
-            e.kind.as_str().to_string(),
-            format_micro(e.amount),
-            format_micro(*balance),
-            e.reference.clone(),
-        ]);
-    }
-    rows
+/// company's entries. The entries are streamed: only the balances are held.
+async fn write_ledger<S: Store>(
+    store: &S,
+    path: &Path,
+    wanted: &(dyn Fn(&CompanyId) -> bool + Sync),
+) -> anyhow::Result<()> {
+    let mut file = CsvFile::create(path, LEDGER)?;
+    let mut balances: BTreeMap<(CompanyId, Scope, Wallet), Decimal> = BTreeMap::new();
+    let mut i = 0;
+    store
+        .each_ledger_row(&mut |r| {
+            i += 1;
+            let e = &r.entry;
+            let key = (r.company.clone(), e.scope.clone(), e.wallet);
+            let balance = balances.entry(key).or_default();
+            *balance += e.amount;
+            if !wanted(&r.company) {
+                return Ok(());
+            }
+            file.write(ledger_row(i, &r, *balance))
+        })
+        .await?;
+    file.finish()
+}
+
+/// A row of `ledger.csv`: the `i`-th entry made, and its wallet's balance after it.
+fn ledger_row(i: usize, r: &LedgerRow, balance: Decimal) -> Vec<String> {
+    let e = &r.entry;
+    vec![
+        i.to_string(),
+        rfc3339(e.at),
+        r.company.to_string(),
+        e.scope.to_string(),
+        e.wallet.to_string(),
+        e.kind.as_str().to_string(),
+        format_micro(e.amount),
+        format_micro(balance),
+        e.reference.clone(),
+    ]
 }
 
 /// A row of `usage_records.csv`.

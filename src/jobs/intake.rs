@@ -34,8 +34,9 @@ impl IntakeReport {
     }
 }
 
-/// Usage rows taken in a chunk at a time.
-const USAGE_CHUNK: usize = 10_000;
+/// Usage rows taken in a chunk at a time: enough that each company has a run of rows in
+/// most chunks (they are stored by company within a chunk), few enough to hold.
+const USAGE_CHUNK: usize = 50_000;
 
 /// One intake: master data (if a scenario came with it), events and usage, in arrival order,
 /// and the files they came from.

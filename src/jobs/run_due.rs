@@ -259,6 +259,24 @@ impl<S: Store> Run<'_, S> {
         Ok(fences)
     }
 
+    /// Whether closing `company` through the boundary at `until` runs a `rate` step.
+    fn rates(
+        &self,
+        company: &Company,
+        until: DateTime<Utc>,
+        finished: Option<&BTreeSet<(u32, Step)>>,
+    ) -> bool {
+        if self.options.only.is_some_and(|only| only != Step::Rate) {
+            return false;
+        }
+        let grid = company.grid();
+        let Some(last) = grid.period_index(until) else {
+            return true;
+        };
+        let open = finished.map_or(0, next_open);
+        (open..=last).any(|k| finished.is_none_or(|f| !f.contains(&(k, Step::Rate))))
+    }
+
     /// Reads, closes and commits the companies of `chunk`; returns those to close again.
     async fn close(
         &self,
@@ -270,7 +288,14 @@ impl<S: Store> Run<'_, S> {
         let ids: Vec<CompanyId> = chunk.iter().map(|(c, _)| c.clone()).collect();
         // Read now that the companies are ours: another instance may have closed some since.
         let mut done = finished_steps(self.store, &ids).await?;
-        let mut histories = load_histories(self.store, &chunk).await?;
+        // Only a `rate` step reads unrated usage: a run of the later steps of a boundary
+        // whose usage is rated reads none.
+        let rating: Vec<(CompanyId, DateTime<Utc>)> = chunk
+            .iter()
+            .filter(|(c, until)| self.rates(&self.world.companies[c], *until, done.get(c)))
+            .cloned()
+            .collect();
+        let mut histories = load_histories(self.store, &ids, &rating).await?;
         // The usage email of a company's first open boundary compares with the close before.
         let spend_from: Vec<(CompanyId, u32)> = ids
             .iter()
@@ -447,28 +472,28 @@ struct History {
     unrated: Vec<Unrated>,
 }
 
-/// The histories of `companies`, read in a few queries; each company's unrated usage up to
-/// the boundary `until` it gives. The intake versions are read first, so that anything taken
-/// in after them makes the commit refuse the close.
+/// The histories of `companies`, read in a few queries; the unrated usage of those in
+/// `rating`, each up to the boundary `until` it gives. The intake versions are read first, so
+/// that anything taken in after them makes the commit refuse the close.
 async fn load_histories<S: Store>(
     store: &S,
-    bounds: &[(CompanyId, DateTime<Utc>)],
+    companies: &[CompanyId],
+    rating: &[(CompanyId, DateTime<Utc>)],
 ) -> anyhow::Result<BTreeMap<CompanyId, History>> {
     let mut out: BTreeMap<CompanyId, History> = BTreeMap::new();
-    if bounds.is_empty() {
+    if companies.is_empty() {
         return Ok(out);
     }
-    let companies: Vec<CompanyId> = bounds.iter().map(|(c, _)| c.clone()).collect();
-    for (c, version) in store.intake_versions(&companies).await? {
+    for (c, version) in store.intake_versions(companies).await? {
         out.entry(c).or_default().intake_version = version;
     }
-    for e in store.accepted_events(Some(&companies)).await? {
+    for e in store.accepted_events(Some(companies)).await? {
         out.entry(e.company.clone()).or_default().events.push(e);
     }
-    for r in store.ledger(Some(&companies)).await? {
+    for r in store.ledger(Some(companies)).await? {
         out.entry(r.company).or_default().ledger.push(r.entry);
     }
-    for u in store.unrated_usage(bounds).await? {
+    for u in store.unrated_usage(rating).await? {
         out.entry(u.company.clone()).or_default().unrated.push(u);
     }
     Ok(out)

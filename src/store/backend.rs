@@ -1,7 +1,7 @@
 //! What differs between the two databases: how a store connects, how a write transaction
 //! begins, the migrations, and the bulk inserts of the rows a close writes by the thousand.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use sqlx::{Pool, Transaction};
@@ -23,6 +23,8 @@ pub trait Backend: sqlx::Database {
 
     /// Whether the database holds billrun's schema, and how far it is migrated; reads only.
     fn schema(pool: &Pool<Self>) -> impl Future<Output = anyhow::Result<super::Schema>>;
+    /// Brings the planner's statistics of the tables that grow with usage up to date.
+    fn analyze(pool: &Pool<Self>) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Appends accepted usage rows, in as few statements as their number allows.
     fn insert_usage(
@@ -30,10 +32,23 @@ pub trait Backend: sqlx::Database {
         usage: &[Usage],
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// The content of the accepted usage rows with these ids, by id: the duplicate check of
+    /// an intake, one lookup per id through the index on `usage.id`.
+    fn usage_contents(
+        conn: &mut Self::Connection,
+        ids: &[String],
+    ) -> impl Future<Output = anyhow::Result<BTreeMap<String, String>>> + Send;
+
     /// Readies a connection for a long streamed read (an export of any size), so the memory it
     /// holds does not grow with the rows read. The connection is closed afterwards.
     fn prepare_stream(
         conn: &mut Self::Connection,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Ends a streamed read on a connection readied by [`Backend::prepare_stream`]: closes it
+    /// if its settings differ from the pool's, or gives it back.
+    fn end_stream(
+        conn: sqlx::pool::PoolConnection<Self>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Appends ledger entries in the order given, in as few statements as their number allows.

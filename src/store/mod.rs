@@ -471,6 +471,21 @@ pub trait Store {
     /// Rated usage of one company (or all) with its rating, in (occurred_at, id) order.
     async fn usage_records(&self, company: Option<&CompanyId>) -> anyhow::Result<Vec<RatedUsage>>;
 
+    /// Streams every ledger entry, in the order made, into `sink`, one at a time (memory does
+    /// not grow with the entries).
+    async fn each_ledger_row(
+        &self,
+        sink: &mut (dyn FnMut(LedgerRow) -> anyhow::Result<()> + Send),
+    ) -> anyhow::Result<()>;
+
+    /// Streams the rated usage of one company (or all), in (occurred_at, id) order, into
+    /// `sink`, one row at a time.
+    async fn each_usage_record(
+        &self,
+        company: Option<&CompanyId>,
+        sink: &mut (dyn FnMut(RatedUsage) -> anyhow::Result<()> + Send),
+    ) -> anyhow::Result<()>;
+
     /// Where `companies` stand: the completed steps of each one's latest fully closed
     /// boundary and of every later boundary. Closes run oldest first, so every earlier boundary
     /// is closed.

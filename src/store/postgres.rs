@@ -1,7 +1,7 @@
 //! The PostgreSQL store, for production: several instances share one database and coordinate
 //! through it alone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -18,9 +18,6 @@ use crate::domain::words::CompanyId;
 
 /// A PostgreSQL-backed store.
 pub type PgStore = SqlStore<Postgres>;
-
-/// Rows per `UNNEST` insert: one small statement, planned once, whatever the number of rows.
-const ROWS_PER_INSERT: usize = 10_000;
 
 /// Rows per buffer sent down a `COPY`.
 const COPY_ROWS: usize = 10_000;
@@ -97,6 +94,15 @@ impl Backend for Postgres {
         ))
     }
 
+    async fn analyze(pool: &Pool<Self>) -> anyhow::Result<()> {
+        // Autovacuum gets there eventually (when it runs at all); the next queries of a bulk
+        // load or close are planned now.
+        sqlx::query("ANALYZE usage, usage_ratings, ledger_entries")
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
     async fn live_sessions(
         pool: &Pool<Self>,
         owners: &[String],
@@ -153,8 +159,37 @@ impl Backend for Postgres {
         Ok(())
     }
 
+    async fn usage_contents(
+        conn: &mut Self::Connection,
+        ids: &[String],
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        // Within the load's own transaction the planner has no statistics of the rows it
+        // added: it takes the list of ids for a large share of the table and scans all of it,
+        // once per chunk, so that a load grew with the square of its rows. Each id is one
+        // index lookup; only this statement is told so.
+        sqlx::query("SET LOCAL enable_seqscan = off")
+            .execute(&mut *conn)
+            .await?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, content FROM usage WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&mut *conn)
+                .await?;
+        sqlx::query("SET LOCAL enable_seqscan TO DEFAULT")
+            .execute(&mut *conn)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     async fn prepare_stream(_conn: &mut Self::Connection) -> anyhow::Result<()> {
         // The server keeps the pages; the client holds one row at a time.
+        Ok(())
+    }
+
+    async fn end_stream(conn: sqlx::pool::PoolConnection<Self>) -> anyhow::Result<()> {
+        // Nothing was changed: the connection and its prepared statements serve the next
+        // stream (a run's emails each stream their rows).
+        drop(conn);
         Ok(())
     }
 
@@ -162,67 +197,98 @@ impl Backend for Postgres {
         tx: &mut Transaction<'static, Self>,
         entries: &[(&CompanyId, &LedgerEntry)],
     ) -> anyhow::Result<()> {
-        for chunk in entries.chunks(ROWS_PER_INSERT) {
-            let mut companies = Vec::with_capacity(chunk.len());
-            let mut ats = Vec::with_capacity(chunk.len());
-            let mut scopes = Vec::with_capacity(chunk.len());
-            let mut wallets = Vec::with_capacity(chunk.len());
-            let mut kinds = Vec::with_capacity(chunk.len());
-            let mut amounts = Vec::with_capacity(chunk.len());
-            let mut references = Vec::with_capacity(chunk.len());
-            let mut expiries: Vec<Option<i64>> = Vec::with_capacity(chunk.len());
-            for (company, e) in chunk {
-                companies.push(company.to_string());
-                ats.push(rows::instant(e.at));
-                scopes.push(e.scope.to_string());
-                wallets.push(e.wallet.to_string());
-                kinds.push(e.kind.as_str().to_string());
-                amounts.push(rows::money(e.amount)?);
-                references.push(e.reference.clone());
-                expiries.push(e.expires_at.map(rows::instant));
-            }
-            sqlx::query(include_str!("../../sql/queries/postgres/insert_ledger.sql"))
-                .bind(companies)
-                .bind(ats)
-                .bind(scopes)
-                .bind(wallets)
-                .bind(kinds)
-                .bind(amounts)
-                .bind(references)
-                .bind(expiries)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
+        // COPY numbers the entries (`seq`) in the order they are sent.
+        let rows = entries.iter().map(|(company, e)| {
+            Ok([
+                company.to_string(),
+                rows::instant(e.at).to_string(),
+                e.scope.to_string(),
+                e.wallet.to_string(),
+                e.kind.as_str().to_string(),
+                rows::money(e.amount)?.to_string(),
+                e.reference.clone(),
+                e.expires_at
+                    .map(|x| rows::instant(x).to_string())
+                    .unwrap_or_default(),
+            ])
+        });
+        let buffers = csv_buffers(rows)?;
+        copy_in(
+            tx,
+            "COPY ledger_entries (company_id, at, scope, wallet, entry, amount, reference, \
+             expires_at) FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (scope, wallet, entry, \
+             reference))",
+            buffers,
+        )
+        .await
     }
 
     async fn insert_ratings(
         tx: &mut Transaction<'static, Self>,
         ratings: &[(&CompanyId, &Rating)],
     ) -> anyhow::Result<()> {
-        for chunk in ratings.chunks(ROWS_PER_INSERT) {
-            let companies: Vec<String> = chunk.iter().map(|(c, _)| c.to_string()).collect();
-            let ids: Vec<String> = chunk.iter().map(|(_, r)| r.id.clone()).collect();
-            let boundaries: Vec<i64> = chunk
-                .iter()
-                .map(|(_, r)| i64::from(r.boundary_index))
-                .collect();
-            let sources: Vec<String> = chunk
-                .iter()
-                .map(|(_, r)| rows::wallets_text(&r.wallet_sources))
-                .collect();
-            let late: Vec<bool> = chunk.iter().map(|(_, r)| r.late).collect();
-            sqlx::query(include_str!(
-                "../../sql/queries/postgres/insert_ratings.sql"
-            ))
-            .bind(companies)
-            .bind(ids)
-            .bind(boundaries)
-            .bind(sources)
-            .bind(late)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
+        let rows = ratings.iter().map(|(company, r)| {
+            Ok([
+                company.to_string(),
+                r.id.clone(),
+                r.boundary_index.to_string(),
+                rows::wallets_text(&r.wallet_sources),
+                r.late.to_string(),
+            ])
+        });
+        let buffers = csv_buffers(rows)?;
+        copy_in(
+            tx,
+            "COPY usage_ratings (company_id, id, boundary_index, wallet_sources, late) \
+             FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (id, wallet_sources))",
+            buffers,
+        )
+        .await
     }
+}
+
+/// `rows` as CSV text (empty cells are NULL unless the `COPY` forces them), `COPY_ROWS` rows
+/// to a buffer.
+fn csv_buffers<const N: usize>(
+    rows: impl Iterator<Item = anyhow::Result<[String; N]>>,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let writer = || {
+        csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new())
+    };
+    let mut buffers = Vec::new();
+    let mut csv = writer();
+    let mut buffered = 0;
+    for row in rows {
+        csv.write_record(row?)?;
+        buffered += 1;
+        if buffered == COPY_ROWS {
+            let full = std::mem::replace(&mut csv, writer());
+            buffers.push(full.into_inner()?);
+            buffered = 0;
+        }
+    }
+    if buffered > 0 {
+        buffers.push(csv.into_inner()?);
+    }
+    Ok(buffers)
+}
+
+/// Sends `buffers` down one `COPY … FROM STDIN (FORMAT csv)`: no statement or parameter per
+/// row.
+async fn copy_in(
+    tx: &mut Transaction<'static, Postgres>,
+    statement: &str,
+    buffers: Vec<Vec<u8>>,
+) -> anyhow::Result<()> {
+    if buffers.is_empty() {
+        return Ok(());
+    }
+    let mut copy = tx.copy_in_raw(statement).await?;
+    for buffer in buffers {
+        copy.send(buffer).await?;
+    }
+    copy.finish().await?;
+    Ok(())
 }

@@ -4,8 +4,11 @@
 //! `sql/queries/`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Type};
 
 use super::backend::Backend;
@@ -26,15 +29,22 @@ use crate::domain::words::CompanyId;
 /// Rows per multi-row statement of the shared SQL: well under SQLite's 32 766 parameters.
 const CHUNK: usize = 500;
 
+/// Rows written in bulk (usage, ratings, ledger entries) after which the database's planner
+/// statistics are brought up to date.
+const ANALYZE_AFTER: u64 = 100_000;
+
 /// A store over a SQL database.
 pub struct SqlStore<DB: Backend> {
     pub(super) pool: Pool<DB>,
+    /// Rows written in bulk since the statistics were last brought up to date.
+    written: Arc<AtomicU64>,
 }
 
 impl<DB: Backend> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
         SqlStore {
             pool: self.pool.clone(),
+            written: self.written.clone(),
         }
     }
 }
@@ -42,7 +52,22 @@ impl<DB: Backend> Clone for SqlStore<DB> {
 impl<DB: Backend> SqlStore<DB> {
     /// A store over an open pool.
     pub(crate) fn new(pool: Pool<DB>) -> Self {
-        SqlStore { pool }
+        SqlStore {
+            pool,
+            written: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts `rows` written in bulk and, once enough are, brings the planner's statistics up
+    /// to date: the queries after a bulk load or close would otherwise be planned for the
+    /// tables as they were before it (or, on a new database, as empty).
+    async fn wrote(&self, rows: usize) -> anyhow::Result<()> {
+        let before = self.written.fetch_add(rows as u64, Ordering::Relaxed);
+        if before + rows as u64 >= ANALYZE_AFTER {
+            self.written.store(0, Ordering::Relaxed);
+            DB::analyze(&self.pool).await?;
+        }
+        Ok(())
     }
 
     /// Closes every connection (SQLite then checkpoints its write-ahead log).
@@ -168,36 +193,54 @@ where
         tx: &mut sqlx::Transaction<'static, DB>,
         d: &Document,
     ) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO invoices (company_id, number, kind, boundary_index, boundary, period_start, \
-             period_end, currency, total) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(d.company.to_string())
-        .bind(d.number.clone())
-        .bind(d.kind.as_str().to_string())
-        .bind(i64::from(d.boundary_index))
-        .bind(rows::date(d.boundary))
-        .bind(rows::date(d.period_start))
-        .bind(rows::date(d.period_end))
-        .bind(d.currency.code().to_string())
-        .bind(rows::money(d.total())?)
-        .execute(&mut **tx)
-        .await?;
-        let mut lines = Vec::with_capacity(d.lines.len());
-        for (i, l) in d.lines.iter().enumerate() {
-            lines.push((
-                i as i64 + 1,
-                l,
-                l.unit_price.map(rows::money).transpose()?,
-                rows::money(l.amount)?,
-            ));
+        Self::insert_documents(tx, &[d]).await
+    }
+
+    /// Records documents and their lines, in as few statements as their number allows.
+    pub(super) async fn insert_documents(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        docs: &[&Document],
+    ) -> anyhow::Result<()> {
+        for chunk in docs.chunks(CHUNK) {
+            let values = chunk
+                .iter()
+                .map(|d| Ok((*d, rows::money(d.total())?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO invoices (company_id, number, kind, boundary_index, boundary, \
+                 period_start, period_end, currency, total) ",
+            );
+            qb.push_values(values, |mut b, (d, total)| {
+                b.push_bind(d.company.to_string())
+                    .push_bind(d.number.clone())
+                    .push_bind(d.kind.as_str().to_string())
+                    .push_bind(i64::from(d.boundary_index))
+                    .push_bind(rows::date(d.boundary))
+                    .push_bind(rows::date(d.period_start))
+                    .push_bind(rows::date(d.period_end))
+                    .push_bind(d.currency.code().to_string())
+                    .push_bind(total);
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        let mut lines = Vec::new();
+        for d in docs {
+            for (i, l) in d.lines.iter().enumerate() {
+                lines.push((
+                    *d,
+                    i as i64 + 1,
+                    l,
+                    l.unit_price.map(rows::money).transpose()?,
+                    rows::money(l.amount)?,
+                ));
+            }
         }
         for chunk in lines.chunks(CHUNK / 2) {
             let mut qb = QueryBuilder::<DB>::new(
                 "INSERT INTO invoice_lines (company_id, number, line_no, kind, office, product, \
                  description, quantity, unit_price, amount, source, corrects) ",
             );
-            qb.push_values(chunk, |mut b, (no, l, price, amount)| {
+            qb.push_values(chunk, |mut b, (d, no, l, price, amount)| {
                 b.push_bind(d.company.to_string())
                     .push_bind(d.number.clone())
                     .push_bind(*no)
@@ -216,8 +259,32 @@ where
         Ok(())
     }
 
-    /// Records master data: the companies, products and rates of `world` replace those with
-    /// the same keys.
+    /// Records the license removals the steps applied.
+    async fn insert_removals(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        steps: &[(StepRun, StepEffects)],
+    ) -> anyhow::Result<()> {
+        let removals: Vec<_> = steps
+            .iter()
+            .flat_map(|(run, e)| e.removals.iter().map(move |r| (&run.company, r)))
+            .collect();
+        for chunk in removals.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO license_removals (company_id, boundary_index, office_id, product, \
+                 quantity) ",
+            );
+            qb.push_values(chunk, |mut b, (company, r)| {
+                b.push_bind(company.to_string())
+                    .push_bind(i64::from(r.boundary))
+                    .push_bind(r.pool.office.to_string())
+                    .push_bind(r.pool.product.clone())
+                    .push_bind(r.removed);
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     async fn write_world(
         tx: &mut sqlx::Transaction<'static, DB>,
         world: &World,
@@ -501,25 +568,6 @@ where
         DB::insert_ledger(tx, &entries).await?;
         Self::insert_card_charges(tx, &batch.card_charges).await?;
         Ok(())
-    }
-
-    /// The content of the accepted usage rows with these ids, by id.
-    async fn usage_contents(
-        conn: &mut DB::Connection,
-        ids: &[String],
-    ) -> anyhow::Result<BTreeMap<String, String>> {
-        let mut out = BTreeMap::new();
-        for chunk in ids.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<DB>::new("SELECT id, content FROM usage WHERE id IN (");
-            let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(id.clone());
-            }
-            qb.push(")");
-            let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
-            out.extend(rows);
-        }
-        Ok(out)
     }
 
     /// Renews the lease of every company whose steps run under one; `false` (and nothing is
@@ -848,6 +896,7 @@ where
         judge: &mut J,
     ) -> anyhow::Result<IntakeOutcome> {
         let mut tx = DB::begin_write(&self.pool).await?;
+        let mut rows = 0;
         if !Self::claim_files(&mut tx, request.files).await? {
             tx.rollback().await?;
             return Ok(IntakeOutcome::FilesTaken(
@@ -862,13 +911,20 @@ where
         let events = judge.events(&snapshot)?;
         Self::write_events(&mut tx, &events).await?;
         while let Some(ids) = judge.next_usage()? {
-            let accepted = Self::usage_contents(&mut tx, &ids).await?;
-            let usage = judge.usage(&accepted)?;
+            let accepted = DB::usage_contents(&mut tx, &ids).await?;
+            let mut usage = judge.usage(&accepted)?;
+            // Stored by company, then time: a company's rows of a chunk share pages, which
+            // its close, its exports and its emails read together.
+            usage.accepted.sort_unstable_by(|a, b| {
+                (&a.company, a.occurred_at, &a.id).cmp(&(&b.company, b.occurred_at, &b.id))
+            });
             DB::insert_usage(&mut tx, &usage.accepted).await?;
+            rows += usage.accepted.len();
             Self::insert_rejections(&mut tx, &usage.rejections).await?;
         }
         crate::failpoint::hit("commit:load");
         tx.commit().await?;
+        self.wrote(rows).await?;
         Ok(IntakeOutcome::Recorded)
     }
 
@@ -949,6 +1005,49 @@ where
         rows.into_iter().map(RatedUsageRow::into_domain).collect()
     }
 
+    async fn each_ledger_row(
+        &self,
+        sink: &mut (dyn FnMut(LedgerRow) -> anyhow::Result<()> + Send),
+    ) -> anyhow::Result<()> {
+        let mut conn = self.pool().acquire().await?;
+        DB::prepare_stream(&mut conn).await?;
+        {
+            let mut rows = sqlx::query_as::<_, LedgerDbRow>(
+                "SELECT seq, company_id, at, scope, wallet, entry, amount, reference, expires_at \
+                 FROM ledger_entries ORDER BY seq",
+            )
+            .fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                sink(row.into_domain()?)?;
+            }
+        }
+        DB::end_stream(conn).await?;
+        Ok(())
+    }
+
+    async fn each_usage_record(
+        &self,
+        company: Option<&CompanyId>,
+        sink: &mut (dyn FnMut(RatedUsage) -> anyhow::Result<()> + Send),
+    ) -> anyhow::Result<()> {
+        let mut conn = self.pool().acquire().await?;
+        DB::prepare_stream(&mut conn).await?;
+        {
+            let mut qb = QueryBuilder::<DB>::new(include_str!("../../sql/queries/rated_usage.sql"));
+            if let Some(company) = company {
+                qb.push(" WHERE u.company_id = ")
+                    .push_bind(company.to_string());
+            }
+            qb.push(" ORDER BY u.occurred_at, u.id");
+            let mut rows = qb.build_query_as::<RatedUsageRow>().fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                sink(row.into_domain()?)?;
+            }
+        }
+        DB::end_stream(conn).await?;
+        Ok(())
+    }
+
     async fn progress(
         &self,
         companies: Option<&[CompanyId]>,
@@ -988,28 +1087,29 @@ where
             tx.rollback().await?;
             return Ok(CommitOutcome::AlreadyDone);
         }
-        for (run, effects) in steps {
-            for r in &effects.removals {
-                sqlx::query(
-                    "INSERT INTO license_removals (company_id, boundary_index, office_id, product, \
-                     quantity) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(run.company.to_string())
-                .bind(i64::from(r.boundary))
-                .bind(r.pool.office.to_string())
-                .bind(r.pool.product.clone())
-                .bind(r.removed)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if let Some(d) = &effects.document {
-                Self::insert_document(&mut tx, d).await?;
-            }
-            Self::insert_card_charges(&mut tx, &effects.card_charges).await?;
-            Self::insert_spend(&mut tx, run, &effects.spend).await?;
-            Self::queue_emails(&mut tx, run, &effects.emails).await?;
+        for (run, _) in steps {
             crate::failpoint::hit(&format!("commit:{}", run.step));
         }
+        // What the steps write, each kind in one multi-row statement per chunk of rows.
+        Self::insert_removals(&mut tx, steps).await?;
+        let documents: Vec<&Document> = steps
+            .iter()
+            .filter_map(|(_, e)| e.document.as_ref())
+            .collect();
+        Self::insert_documents(&mut tx, &documents).await?;
+        let charges: Vec<CardCharge> = steps
+            .iter()
+            .flat_map(|(_, e)| e.card_charges.iter().cloned())
+            .collect();
+        Self::insert_card_charges(&mut tx, &charges).await?;
+        let spends: Vec<(&StepRun, &crate::domain::usage_email::Spend)> =
+            steps.iter().map(|(run, e)| (run, &e.spend)).collect();
+        Self::insert_spend(&mut tx, &spends).await?;
+        let emails: Vec<(&StepRun, &crate::domain::usage_email::EmailDraft)> = steps
+            .iter()
+            .flat_map(|(run, e)| e.emails.iter().map(move |m| (run, m)))
+            .collect();
+        Self::queue_emails(&mut tx, &emails).await?;
         // The ledger entries and ratings of all the steps, in step order.
         let entries: Vec<(&CompanyId, &LedgerEntry)> = steps
             .iter()
@@ -1022,6 +1122,7 @@ where
             .collect();
         DB::insert_ratings(&mut tx, &ratings).await?;
         tx.commit().await?;
+        self.wrote(entries.len() + ratings.len()).await?;
         Ok(CommitOutcome::Committed)
     }
 

@@ -3,7 +3,7 @@
 //! deferred transaction that reads before it writes fails with "database is locked" instead of
 //! waiting.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -61,8 +61,9 @@ impl SqlStore<Sqlite> {
         let options = options
             .synchronous(SqliteSynchronous::Normal)
             // A month of usage is hundreds of MB of rows and indexes; SQLite's default 2 MB
-            // page cache would re-read index pages from disk for every insert.
-            .pragma("cache_size", "-262144")
+            // page cache would re-read index pages from disk for every insert. 128 MiB, with
+            // the chunk of companies a close holds beside it, keeps a process under 512 MiB.
+            .pragma("cache_size", "-131072")
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -122,6 +123,11 @@ impl Backend for Sqlite {
         ))
     }
 
+    async fn analyze(_pool: &Pool<Self>) -> anyhow::Result<()> {
+        // SQLite plans these queries by their indexes alone.
+        Ok(())
+    }
+
     async fn live_sessions(
         _pool: &Pool<Self>,
         _owners: &[String],
@@ -172,12 +178,40 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    async fn usage_contents(
+        conn: &mut Self::Connection,
+        ids: &[String],
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::<Sqlite>::new("SELECT id, content FROM usage WHERE id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.as_str());
+            }
+            qb.push(")");
+            let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     async fn prepare_stream(conn: &mut Self::Connection) -> anyhow::Result<()> {
-        // The store's connections keep a 256 MiB page cache for closes; a streamed export reads
+        // The store's connections keep a 128 MiB page cache for closes; a streamed export reads
         // every page of the usage table once, and would fill it. 8 MiB is plenty for one pass.
         sqlx::query("PRAGMA cache_size = -8192")
             .execute(&mut *conn)
             .await?;
+        // A sort too large for that cache spills to a temporary file, not to memory.
+        sqlx::query("PRAGMA temp_store = FILE")
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn end_stream(conn: sqlx::pool::PoolConnection<Self>) -> anyhow::Result<()> {
+        // Its settings go with it.
+        conn.close().await?;
         Ok(())
     }
 
@@ -185,16 +219,27 @@ impl Backend for Sqlite {
         tx: &mut Transaction<'static, Self>,
         entries: &[(&CompanyId, &LedgerEntry)],
     ) -> anyhow::Result<()> {
-        for chunk in entries.chunks(ROWS_PER_INSERT) {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // The key is (company, seq): `seq` continues the order made, taken under the write
+        // lock this transaction holds.
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM ledger_entries")
+            .fetch_one(&mut **tx)
+            .await?;
+        for (n, chunk) in entries.chunks(ROWS_PER_INSERT).enumerate() {
+            let first = last + 1 + (n * ROWS_PER_INSERT) as i64;
             let rows = chunk
                 .iter()
-                .map(|(c, e)| Ok((*c, *e, rows::money(e.amount)?)))
+                .zip(first..)
+                .map(|((c, e), seq)| Ok((*c, *e, seq, rows::money(e.amount)?)))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO ledger_entries (company_id, at, scope, wallet, entry, amount, reference, expires_at) ",
+                "INSERT INTO ledger_entries (company_id, seq, at, scope, wallet, entry, amount, reference, expires_at) ",
             );
-            qb.push_values(rows, |mut b, (company, e, amount)| {
+            qb.push_values(rows, |mut b, (company, e, seq, amount)| {
                 b.push_bind(company.to_string())
+                    .push_bind(seq)
                     .push_bind(rows::instant(e.at))
                     .push_bind(e.scope.to_string())
                     .push_bind(e.wallet.to_string())

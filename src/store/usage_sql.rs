@@ -42,22 +42,29 @@ where
     for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    /// Records what a `rate` step's rows drew from each wallet.
+    /// Records what the `rate` steps' rows drew from each wallet.
     pub(super) async fn insert_spend(
         tx: &mut sqlx::Transaction<'static, DB>,
-        run: &StepRun,
-        spend: &Spend,
+        spends: &[(&StepRun, &Spend)],
     ) -> anyhow::Result<()> {
-        let lines = spend
-            .lines()
-            .map(|(o, s, w, a)| Ok((o.to_string(), s.as_str(), w.to_string(), rows::money(a)?)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut lines = Vec::new();
+        for (run, spend) in spends {
+            for (o, s, w, a) in spend.lines() {
+                lines.push((
+                    *run,
+                    o.to_string(),
+                    s.as_str(),
+                    w.to_string(),
+                    rows::money(a)?,
+                ));
+            }
+        }
         for chunk in lines.chunks(CHUNK) {
             let mut qb = QueryBuilder::<DB>::new(
                 "INSERT INTO usage_spend (company_id, boundary_index, office, service, wallet, \
                  amount) ",
             );
-            qb.push_values(chunk, |mut b, (office, service, wallet, amount)| {
+            qb.push_values(chunk, |mut b, (run, office, service, wallet, amount)| {
                 b.push_bind(run.company.to_string())
                     .push_bind(i64::from(run.boundary_index))
                     .push_bind(office.clone())
@@ -70,12 +77,11 @@ where
         Ok(())
     }
 
-    /// Queues a `usage-email` step's emails, due at once. The key (company, boundary,
+    /// Queues the `usage-email` steps' emails, due at once. The key (company, boundary,
     /// recipient) holds each email once, whatever runs twice.
     pub(super) async fn queue_emails(
         tx: &mut sqlx::Transaction<'static, DB>,
-        run: &StepRun,
-        emails: &[EmailDraft],
+        emails: &[(&StepRun, &EmailDraft)],
     ) -> anyhow::Result<()> {
         for chunk in emails.chunks(CHUNK / 2) {
             let mut qb = QueryBuilder::<DB>::new(
@@ -83,7 +89,7 @@ where
                  scope, message_id, subject, summary, attachment, status, attempts, \
                  next_attempt_at, queued_at) ",
             );
-            qb.push_values(chunk, |mut b, e| {
+            qb.push_values(chunk, |mut b, (run, e)| {
                 b.push_bind(run.company.to_string())
                     .push_bind(i64::from(run.boundary_index))
                     .push_bind(e.recipient.clone())
@@ -170,7 +176,7 @@ where
         let min = f.min_cost.map(rows::money).transpose()?;
         let max = f.max_cost.map(rows::money).transpose()?;
         let mut n = 0;
-        // A connection of its own, closed afterwards so its settings go with it.
+        // A connection of its own, readied for a long read and put back (or closed) after.
         let mut conn = self.pool().acquire().await?;
         DB::prepare_stream(&mut conn).await?;
         for (from, until, rated) in passes {
@@ -229,7 +235,7 @@ where
                 n += 1;
             }
         }
-        conn.close().await?;
+        DB::end_stream(conn).await?;
         Ok(n)
     }
 

@@ -10,5 +10,6 @@ mod mail;
 mod ops;
 mod production;
 mod reruns;
+mod scale;
 mod store;
 mod support;

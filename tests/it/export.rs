@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{TestDb, billrun, csv_rows, fixture, load};
+use crate::support::{TestDb, billrun, block_on, csv_rows, fixture, load};
 
 /// office-sharing, with names a spreadsheet would run, loaded and closed through June 1.
 fn loaded(db: &TestDb, dir: &Path) {
@@ -194,14 +194,6 @@ fn a_month_before_the_anchor_or_an_unknown_admin_is_bad_input() {
     ] {
         assert_eq!(export(&db, dir.path(), "bad", &args).0, Some(2), "{args:?}");
     }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 /// Whether a program is on the PATH. Under CI it must be (.ci/run installs it): a spreadsheet

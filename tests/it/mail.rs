@@ -14,7 +14,7 @@ use chrono::Utc;
 use mailin_embedded::response::{NO_MAILBOX, OK};
 use mailin_embedded::{Handler, Response, Server, SslConfig};
 
-use crate::support::{TestDb, billrun, csv_rows, fixture, load};
+use crate::support::{TestDb, billrun, block_on, csv_rows, fixture, load};
 
 /// One email as the server received it.
 #[derive(Debug, Clone)]
@@ -266,15 +266,6 @@ fn sender() -> Sender {
         owner: "test".into(),
         claim: chrono::Duration::seconds(60),
     }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 #[test]

@@ -305,3 +305,18 @@ pub fn eml_diff(expected: &Path, actual: &Path) -> Option<String> {
     }
     Some(msg)
 }
+
+/// Runs `f` on one runtime shared by the synchronous tests: a pool opened in one call is used
+/// in the next, so its connections must not belong to a runtime that was shut down meanwhile.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+        })
+        .block_on(f)
+}

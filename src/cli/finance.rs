@@ -13,37 +13,7 @@ use billrun::domain::words::CompanyId;
 use billrun::jobs::rerun::{Outcome, RerunReport};
 use billrun::store::{Adjustment, IssuedDocument};
 
-/// Lays `rows` out in columns two spaces apart; the columns flagged in `right` are aligned
-/// right (figures), the others left.
-fn table(rows: &[Vec<String>], right: &[bool]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if right.get(i).copied().unwrap_or(false) {
-                    format!("{c:>w$}", w = widths[i])
-                } else {
-                    format!("{c:<w$}", w = widths[i])
-                }
-            })
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
+use crate::cli::render::table;
 
 /// An instant as files write it.
 fn instant(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -95,7 +65,7 @@ fn deltas_table(finding: &Finding, currency: &Currency) -> String {
         signed(currency, finding.total()),
         String::new(),
     ]);
-    table(&rows, &[false, false, false, true, true, true, false])
+    table(&rows, "", &[3, 4, 5])
 }
 
 /// What `rerun --company C --boundary D` prints.
@@ -202,7 +172,7 @@ pub fn rerun_all_text(
             }
         }
     }
-    let mut out = table(&rows, &[false, false, false, false, true, true, false]);
+    let mut out = table(&rows, "", &[4, 5]);
     let sums: Vec<String> = totals
         .iter()
         .map(|(code, (currency, t))| format!("{} {code}", signed(currency, *t)))
@@ -262,7 +232,7 @@ fn lines_table(d: &Document) -> String {
     total[1] = "total".into();
     total[7] = cur.format_amount(d.total());
     rows.push(total);
-    table(&rows, &[true, false, false, false, false, true, true, true])
+    table(&rows, "", &[0, 5, 6, 7])
 }
 
 /// What `invoice NUMBER` prints: the header, each line, the total, and who issued an
@@ -306,7 +276,7 @@ pub fn document_text(issued: &IssuedDocument, company: &Company) -> String {
                 a.note.reason.clone(),
             ]);
         }
-        out.push_str(&table(&rows, &[false, true, false, false, false]));
+        out.push_str(&table(&rows, "", &[1]));
         out.push_str(&format!(
             "total with adjustments  {}\n",
             cur.format_amount(total)

@@ -73,7 +73,7 @@ pub fn plan_usage_notes(view: &PlanUsageView, currency: &Currency) -> String {
 
 /// Rows as aligned columns, two spaces apart, each line starting with `indent`; the columns
 /// listed in `right` are aligned right (numbers).
-fn table(rows: &[Vec<String>], indent: &str, right: &[usize]) -> String {
+pub(crate) fn table(rows: &[Vec<String>], indent: &str, right: &[usize]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|i| {

@@ -764,3 +764,52 @@ fn companies_held_by_another_instance_get_one_summary_line() {
         held[0]
     );
 }
+
+/// `load` and `replay` list the first 20 rejected items on stderr, then how many more there
+/// are and where all of them are.
+#[test]
+fn rejected_items_are_listed_first_twenty_then_a_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = dir.path().join("fx");
+    std::fs::create_dir(&fx).unwrap();
+    std::fs::copy(
+        fixture("demo").join("scenario.toml"),
+        fx.join("scenario.toml"),
+    )
+    .unwrap();
+    let demo_usage = std::fs::read_to_string(fixture("demo").join("usage.csv")).unwrap();
+    let mut usage = demo_usage.lines().next().unwrap().to_string() + "\n";
+    for i in 1..=23 {
+        usage.push_str(&format!(
+            "x-{i},2026-02-03T15:00:00Z,nobody,nyc,ada,calling,domestic,outbound,\
+             +13125550100,+12125550101,60,,,,,,\n"
+        ));
+    }
+    std::fs::write(fx.join("usage.csv"), usage).unwrap();
+    let url = sqlite_url(dir.path());
+    let out_dir = dir.path().join("out");
+    let fx_arg = fx.display().to_string();
+    let out_arg = out_dir.display().to_string();
+    let runs: [Vec<&str>; 2] = [
+        vec!["--database", &url, "load", &fx_arg],
+        vec!["replay", &fx_arg, "--out", &out_arg],
+    ];
+    for args in runs {
+        let out = billrun().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        let listed: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("rejected usage.csv:"))
+            .collect();
+        assert_eq!(listed.len(), 20, "{args:?}: {err}");
+        assert!(
+            listed[0].contains("usage.csv:2") && listed[0].contains("nobody"),
+            "{err}"
+        );
+        assert!(
+            err.contains("… and 3 more rejected (all in"),
+            "{args:?}: {err}"
+        );
+    }
+}

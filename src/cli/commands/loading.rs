@@ -141,7 +141,7 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
     );
     let rejected = events.rejected + usage.rejected;
     if rejected > 0 {
-        list_rejections(store, rejected).await?;
+        list_rejections(store, rejected, "rejections.csv from `billrun dump`").await?;
     }
     Ok(Some(if rejected > 0 { EXIT_PARTIAL } else { EXIT_OK }))
 }
@@ -150,8 +150,12 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
 const LISTED: usize = 20;
 
 /// Lists on stderr the first of the `count` items this load rejected (the last recorded),
-/// then how many more there are.
-async fn list_rejections<S: Store>(store: &S, count: usize) -> anyhow::Result<()> {
+/// then how many more there are and where to find them all (`all_in`).
+pub(super) async fn list_rejections<S: Store>(
+    store: &S,
+    count: usize,
+    all_in: &str,
+) -> anyhow::Result<()> {
     let all = store.rejections().await?;
     let mine = &all[all.len().saturating_sub(count)..];
     for r in mine.iter().take(LISTED) {
@@ -164,7 +168,7 @@ async fn list_rejections<S: Store>(store: &S, count: usize) -> anyhow::Result<()
     }
     if mine.len() > LISTED {
         tracing::warn!(
-            "… and {} more rejected (all in rejections.csv from `billrun dump`)",
+            "… and {} more rejected (all in {all_in})",
             mine.len() - LISTED
         );
     }

@@ -52,6 +52,10 @@ pub async fn replay(cx: &Context, args: ReplayArgs) -> Result<u8, Failure> {
             tracing::error!(company = %company, "{error}");
         }
         let rejected = report.events.rejected + report.usage.rejected;
+        if rejected > 0 {
+            let all_in = out.join("rejections.csv");
+            super::loading::list_rejections(s, rejected, &all_in.display().to_string()).await?;
+        }
         Ok(if !report.failed.is_empty() {
             EXIT_UNDONE
         } else if rejected > 0 {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, QueryBuilder, Sqlite, Transaction};
 
 use super::backend::Backend;
@@ -51,13 +51,6 @@ impl SqlStore<Sqlite> {
                 .await?;
             return Ok(SqlStore::new(pool));
         }
-        // WAL is stored in the file: set when it is created (and migrated), so that opening a
-        // database that is not billrun's writes nothing to it.
-        let options = if access == Access::Create {
-            options.journal_mode(SqliteJournalMode::Wal)
-        } else {
-            options
-        };
         let options = options
             .synchronous(SqliteSynchronous::Normal)
             // A month of usage is hundreds of MB of rows and indexes; SQLite's default 2 MB
@@ -69,7 +62,39 @@ impl SqlStore<Sqlite> {
             .max_connections(4)
             .connect_with(options)
             .await?;
+        // WAL is stored in the file: set when it is created (and migrated), so that opening a
+        // database that is not billrun's writes nothing to it.
+        if access == Access::Create && !in_memory {
+            ensure_wal(&pool).await?;
+        }
         Ok(SqlStore::new(pool))
+    }
+}
+
+/// Puts the file in WAL mode unless it is already. Switching needs the file to itself, and
+/// SQLite answers "database is locked" at once rather than waiting while another process
+/// holds it (several loads starting together on a new file): so it is retried, for as long
+/// as the busy timeout.
+async fn ensure_wal(pool: &Pool<Sqlite>) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(pool)
+            .await?;
+        if mode.eq_ignore_ascii_case("wal") {
+            return Ok(());
+        }
+        let switched: Result<String, sqlx::Error> = sqlx::query_scalar("PRAGMA journal_mode = WAL")
+            .fetch_one(pool)
+            .await;
+        match switched {
+            Ok(m) if m.eq_ignore_ascii_case("wal") => return Ok(()),
+            _ if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(m) => anyhow::bail!("the database stays in journal mode {m}, not WAL"),
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

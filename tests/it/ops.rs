@@ -10,7 +10,7 @@ use std::process::Output;
 use sha2::{Digest, Sha256};
 use sqlx::Connection;
 
-use crate::support::{TestDb, billrun, fixture, load, postgres_url, sqlite_url};
+use crate::support::{TestDb, billrun, block_on, fixture, load, postgres_url, sqlite_url};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -89,7 +89,7 @@ fn commands_refuse_a_missing_sqlite_file_and_create_none() {
 #[test]
 fn commands_refuse_a_database_without_the_schema_on_both_backends() {
     let dir = tempfile::tempdir().unwrap();
-    for db in futures_block_on(TestDb::all()) {
+    for db in block_on(TestDb::all()) {
         if db.backend == "sqlite" {
             // An empty file: a database, but not billrun's.
             let path = db.url.trim_start_matches("sqlite://");
@@ -105,14 +105,6 @@ fn commands_refuse_a_database_without_the_schema_on_both_backends() {
     }
 }
 
-fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 #[test]
 fn a_schema_behind_this_build_must_be_migrated_first() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,7 +113,7 @@ fn a_schema_behind_this_build_must_be_migrated_first() {
         .args(["--database", &url, "migrate"])
         .assert()
         .success();
-    futures_block_on(async {
+    block_on(async {
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
         sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)")
             .execute(&mut conn)
@@ -730,7 +722,7 @@ fn companies_held_by_another_instance_get_one_summary_line() {
     let url = sqlite_url(dir.path());
     load(&url, &fixture("demo"));
     // Another host holds both companies for a long while yet.
-    futures_block_on(async {
+    block_on(async {
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
         for company in ["acme", "bluebird"] {
             sqlx::query(

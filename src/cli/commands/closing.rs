@@ -5,7 +5,7 @@ use std::path::Path;
 
 use billrun::jobs::{self, DueOptions, DueReport, LeaseConfig};
 use billrun::mail::{DeliveryReport, MailSettings, Sender, deliver_due};
-use billrun::store::{LeaseRecord, Store};
+use billrun::store::Store;
 
 use crate::cli::args::{RunDueArgs, ScheduleArgs};
 use crate::cli::metrics::{self, RunMetrics};
@@ -214,22 +214,16 @@ async fn report_due<S: Store>(
             "held by another instance and left to it: {}",
             some_of(&report.busy)
         );
-        for LeaseRecord {
-            company,
-            owner,
-            until,
-            ..
-        } in store.lease_holders(&report.busy).await?
-        {
-            // A lease given back runs until the epoch: its holder finished.
-            if until.timestamp_micros() > 0 && until < now {
+        for lease in store.lease_holders(&report.busy).await? {
+            // A lease given back is not held: its holder finished.
+            if lease.held() && lease.until < now {
                 tracing::error!(
-                    company = %company,
-                    holder = %owner,
-                    lease_until = %until.to_rfc3339(),
+                    company = %lease.company,
+                    holder = %lease.owner,
+                    lease_until = %lease.until.to_rfc3339(),
                     "held under a lease that ran out: work left undone"
                 );
-                stale.push(company);
+                stale.push(lease.company);
             }
         }
     }

@@ -8,7 +8,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use futures_util::FutureExt;
+use futures_util::{FutureExt, StreamExt};
 
 use crate::domain::close::{CompanyClose, Step};
 use crate::domain::model::{Company, Event, World};
@@ -21,7 +21,10 @@ use super::Clock;
 use super::close::{CompanyPlan, PlanContext, next_open, plan_company};
 
 /// Companies leased, read and committed together.
-const CHUNK: usize = 256;
+const CHUNK: usize = 128;
+
+/// Chunks in progress at once.
+const IN_FLIGHT: usize = 2;
 
 /// How often a company whose history grew while it was being closed is closed again before
 /// the run leaves it to the next one.
@@ -123,18 +126,19 @@ pub async fn run_due<S: Store>(
         options,
         clock,
     };
-    for chunk in due.chunks(CHUNK) {
-        let mut pending: Vec<(CompanyId, DateTime<Utc>)> = chunk.to_vec();
-        for _ in 0..ATTEMPTS {
-            if pending.is_empty() {
-                break;
-            }
-            pending = run.chunk(pending, &mut report).await?;
-        }
-        // Companies whose history kept growing while they were closed wait for the next run.
-        report.busy.extend(pending.into_iter().map(|(c, _)| c));
+    // Two chunks at a time: while one is computed here, the other's reads or writes are
+    // with the database. Their companies are disjoint, as with two instances.
+    let mut parts = futures_util::stream::iter(due.chunks(CHUNK))
+        .map(|chunk| run.chunk_to_end(chunk.to_vec()))
+        .buffered(IN_FLIGHT);
+    while let Some(part) = parts.next().await {
+        let (part, companies) = part?;
+        report.closed.extend(part.closed);
+        report.steps += part.steps;
+        report.failed.extend(part.failed);
+        report.busy.extend(part.busy);
         if let Some(p) = &options.progress {
-            p.inc(chunk.len() as u64);
+            p.inc(companies as u64);
         }
     }
     if let Some(p) = &options.progress {
@@ -169,6 +173,26 @@ struct Run<'a, S> {
 }
 
 impl<S: Store> Run<'_, S> {
+    /// Closes `chunk`, again for the companies whose history grew meanwhile (up to
+    /// `ATTEMPTS` times); returns what it did and the number of companies it was given.
+    async fn chunk_to_end(
+        &self,
+        chunk: Vec<(CompanyId, DateTime<Utc>)>,
+    ) -> anyhow::Result<(DueReport, usize)> {
+        let companies = chunk.len();
+        let mut report = DueReport::default();
+        let mut pending = chunk;
+        for _ in 0..ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            pending = self.chunk(pending, &mut report).await?;
+        }
+        // Companies whose history kept growing while they were closed wait for the next run.
+        report.busy.extend(pending.into_iter().map(|(c, _)| c));
+        Ok((report, companies))
+    }
+
     /// Leases, closes and commits a chunk of companies; returns those whose history grew while
     /// they were closed, to be closed again.
     async fn chunk(

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 
 use crate::domain::model::World;
 use crate::domain::usage_email::retry_delay;
@@ -90,6 +91,10 @@ pub struct DeliveryReport {
 /// Emails claimed per round trip to the database.
 const BATCH: i64 = 100;
 
+/// Emails built and sent at the same time: each holds at most one database connection at a
+/// time, and both pools have more.
+const AT_ONCE: usize = 4;
+
 /// Sends every queued email due at `now`.
 pub async fn deliver_due<S: Store>(
     store: &S,
@@ -113,39 +118,59 @@ pub async fn deliver_due<S: Store>(
         if batch.is_empty() {
             break;
         }
-        for email in &batch {
-            let outcome = match deliver_one(store, world, settings, smtp.as_ref(), email, now).await
-            {
-                Ok(()) => {
-                    crate::failpoint::hit("mail:after-send");
-                    report.sent += 1;
-                    EmailOutcome::Sent(now)
-                }
-                Err(SendError::Permanent(reason)) => {
-                    tracing::error!(company = %email.company, boundary = %email.boundary,
-                        recipient = %email.recipient, "email refused for good: {reason}");
-                    report.failed += 1;
-                    EmailOutcome::Failed(reason)
-                }
-                Err(SendError::Transient(reason)) => {
-                    let failures = u32::try_from(email.attempts).unwrap_or(u32::MAX);
-                    let next = now + retry_delay(failures);
-                    tracing::warn!(company = %email.company, boundary = %email.boundary,
-                        recipient = %email.recipient, next_try = %next, "email not sent: {reason}");
-                    report.retrying += 1;
-                    EmailOutcome::Retry {
-                        error: reason,
-                        next,
-                    }
-                }
-            };
-            if !store.finish_email(email, &sender.owner, &outcome).await? {
-                tracing::warn!(company = %email.company, recipient = %email.recipient,
-                    "the claim on this email ran out before its outcome was recorded");
+        // A few at a time: while one attachment is read, another is written and sent.
+        let mut outcomes = futures_util::stream::iter(&batch)
+            .map(|email| {
+                deliver_and_record(store, world, settings, smtp.as_ref(), sender, email, now)
+            })
+            .buffered(AT_ONCE);
+        while let Some(outcome) = outcomes.next().await {
+            match outcome? {
+                EmailOutcome::Sent(_) => report.sent += 1,
+                EmailOutcome::Retry { .. } => report.retrying += 1,
+                EmailOutcome::Failed(_) => report.failed += 1,
             }
         }
     }
     Ok(report)
+}
+
+/// Tries `email` and records how it went; returns the outcome.
+async fn deliver_and_record<S: Store>(
+    store: &S,
+    world: &World,
+    settings: &MailSettings,
+    smtp: Option<&smtp::Smtp>,
+    sender: &Sender,
+    email: &QueuedEmail,
+    now: DateTime<Utc>,
+) -> anyhow::Result<EmailOutcome> {
+    let outcome = match deliver_one(store, world, settings, smtp, email, now).await {
+        Ok(()) => {
+            crate::failpoint::hit("mail:after-send");
+            EmailOutcome::Sent(now)
+        }
+        Err(SendError::Permanent(reason)) => {
+            tracing::error!(company = %email.company, boundary = %email.boundary,
+                recipient = %email.recipient, "email refused for good: {reason}");
+            EmailOutcome::Failed(reason)
+        }
+        Err(SendError::Transient(reason)) => {
+            let failures = u32::try_from(email.attempts).unwrap_or(u32::MAX);
+            let next = now + retry_delay(failures);
+            tracing::warn!(company = %email.company, boundary = %email.boundary,
+                recipient = %email.recipient, next_try = %next, "email not sent: {reason}");
+            EmailOutcome::Retry {
+                error: reason,
+                next,
+            }
+        }
+    };
+    if !store.finish_email(email, &sender.owner, &outcome).await? {
+        tracing::warn!(company = %email.company, recipient = %email.recipient,
+            "the claim on this email ran out before its outcome was recorded");
+    }
+    Ok(outcome)
 }
 
 /// Why a send failed.

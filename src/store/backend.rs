@@ -11,7 +11,7 @@ use crate::domain::wallets::LedgerEntry;
 use crate::domain::words::CompanyId;
 
 /// A database billrun can store its data in.
-pub trait Backend: sqlx::Database {
+pub trait Backend: sqlx::Database + sqlx::database::HasStatementCache {
     /// Begins a transaction that will write. SQLite takes its write lock up front, since a
     /// deferred transaction that reads before it writes fails instead of waiting.
     fn begin_write(
@@ -23,8 +23,11 @@ pub trait Backend: sqlx::Database {
 
     /// Whether the database holds billrun's schema, and how far it is migrated; reads only.
     fn schema(pool: &Pool<Self>) -> impl Future<Output = anyhow::Result<super::Schema>>;
-    /// Brings the planner's statistics of the tables that grow with usage up to date.
-    fn analyze(pool: &Pool<Self>) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Brings the planner's statistics of `tables` up to date.
+    fn analyze(
+        pool: &Pool<Self>,
+        tables: &[&'static str],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Appends accepted usage rows, in as few statements as their number allows.
     fn insert_usage(

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
@@ -30,14 +30,21 @@ use crate::domain::words::CompanyId;
 const CHUNK: usize = 500;
 
 /// Rows written in bulk (usage, ratings, ledger entries) after which the database's planner
-/// statistics are brought up to date.
+/// statistics are first brought up to date.
 const ANALYZE_AFTER: u64 = 100_000;
 
 /// A store over a SQL database.
 pub struct SqlStore<DB: Backend> {
     pub(super) pool: Pool<DB>,
-    /// Rows written in bulk since the statistics were last brought up to date.
-    written: Arc<AtomicU64>,
+    /// Rows written in bulk since the statistics were last brought up to date, and before.
+    written: Arc<Mutex<Written>>,
+}
+
+/// Rows written in bulk by this process.
+#[derive(Default)]
+struct Written {
+    since_analyze: u64,
+    before_analyze: u64,
 }
 
 impl<DB: Backend> Clone for SqlStore<DB> {
@@ -54,18 +61,28 @@ impl<DB: Backend> SqlStore<DB> {
     pub(crate) fn new(pool: Pool<DB>) -> Self {
         SqlStore {
             pool,
-            written: Arc::new(AtomicU64::new(0)),
+            written: Arc::default(),
         }
     }
 
-    /// Counts `rows` written in bulk and, once enough are, brings the planner's statistics up
-    /// to date: the queries after a bulk load or close would otherwise be planned for the
-    /// tables as they were before it (or, on a new database, as empty).
-    async fn wrote(&self, rows: usize) -> anyhow::Result<()> {
-        let before = self.written.fetch_add(rows as u64, Ordering::Relaxed);
-        if before + rows as u64 >= ANALYZE_AFTER {
-            self.written.store(0, Ordering::Relaxed);
-            DB::analyze(&self.pool).await?;
+    /// Counts `rows` written in bulk to `tables` and, once enough are, brings the planner's
+    /// statistics of those tables up to date: the queries after a bulk load or close would
+    /// otherwise be planned for the tables as they were before it (or, on a new database, as
+    /// empty). After the first time, only once the rows written since have doubled what was
+    /// written before, so that a long run analyzes a few times, not once per commit.
+    async fn wrote(&self, rows: usize, tables: &[&'static str]) -> anyhow::Result<()> {
+        let due = {
+            let mut w = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            w.since_analyze += rows as u64;
+            let due = w.since_analyze >= ANALYZE_AFTER.max(w.before_analyze);
+            if due {
+                w.before_analyze += w.since_analyze;
+                w.since_analyze = 0;
+            }
+            due
+        };
+        if due {
+            DB::analyze(&self.pool, tables).await?;
         }
         Ok(())
     }
@@ -924,7 +941,7 @@ where
         }
         crate::failpoint::hit("commit:load");
         tx.commit().await?;
-        self.wrote(rows).await?;
+        self.wrote(rows, &["usage"]).await?;
         Ok(IntakeOutcome::Recorded)
     }
 
@@ -1122,7 +1139,11 @@ where
             .collect();
         DB::insert_ratings(&mut tx, &ratings).await?;
         tx.commit().await?;
-        self.wrote(entries.len() + ratings.len()).await?;
+        self.wrote(
+            entries.len() + ratings.len(),
+            &["ledger_entries", "usage_ratings"],
+        )
+        .await?;
         Ok(CommitOutcome::Committed)
     }
 

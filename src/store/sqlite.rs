@@ -148,7 +148,7 @@ impl Backend for Sqlite {
         ))
     }
 
-    async fn analyze(_pool: &Pool<Self>) -> anyhow::Result<()> {
+    async fn analyze(_pool: &Pool<Self>, _tables: &[&'static str]) -> anyhow::Result<()> {
         // SQLite plans these queries by their indexes alone.
         Ok(())
     }

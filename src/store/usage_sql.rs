@@ -200,12 +200,13 @@ where
                         .push_bind(k)
                         .push(" AND r.late");
                 }
-                // Most rows: read in time order from usage_by_time, each rating looked up by
-                // its key. The COALESCE keeps a planner without statistics (right after a
-                // bulk close) from driving the join from the ratings instead, which would
-                // scan the time range once per rating.
+                // Most rows: the company's time range from usage_by_time, joined with its
+                // ratings. The ratings' statistics are kept (`ANALYZE` after bulk writes), so
+                // PostgreSQL sees that nearly all of them match: hiding the column in an
+                // expression made it guess a handful and fetch each usage row by id instead,
+                // four times slower (see BENCHMARKS.md).
                 Some((k, false)) => {
-                    qb.push(" AND COALESCE(r.boundary_index, -1) = ")
+                    qb.push(" AND r.boundary_index = ")
                         .push_bind(k)
                         .push(" AND NOT r.late");
                 }
@@ -229,7 +230,13 @@ where
                 qb.push(" AND u.cost <= ").push_bind(max);
             }
             qb.push(" ORDER BY u.occurred_at, u.id");
-            let mut rows = qb.build_query_as::<HistoryDbRow>().fetch(&mut *conn);
+            // Planned for its own company and range each time: a statement prepared once
+            // gets PostgreSQL's generic plan, a nested loop over every rating, twice as slow
+            // as the hash join it picks for the actual parameters.
+            let mut rows = qb
+                .build_query_as::<HistoryDbRow>()
+                .persistent(false)
+                .fetch(&mut *conn);
             while let Some(row) = rows.try_next().await? {
                 sink(row.into_domain()?)?;
                 n += 1;

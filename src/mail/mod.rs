@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use lettre::Message;
 
 use crate::domain::model::World;
 use crate::domain::usage_email::retry_delay;
@@ -91,8 +92,8 @@ pub struct DeliveryReport {
 /// Emails claimed per round trip to the database.
 const BATCH: i64 = 100;
 
-/// Emails built and sent at the same time: each holds at most one database connection at a
-/// time, and both pools have more.
+/// Emails whose attachments are read at the same time: each holds one database connection,
+/// and both pools have more.
 const AT_ONCE: usize = 4;
 
 /// Sends every queued email due at `now`.
@@ -118,14 +119,20 @@ pub async fn deliver_due<S: Store>(
         if batch.is_empty() {
             break;
         }
-        // A few at a time: while one attachment is read, another is written and sent.
-        let mut outcomes = futures_util::stream::iter(&batch)
-            .map(|email| {
-                deliver_and_record(store, world, settings, smtp.as_ref(), sender, email, now)
-            })
+        // Attachments are read and messages built a few at a time; each email is then sent
+        // and marked in turn, so that a crash between a send and its mark repeats that one
+        // email only.
+        let mut built = futures_util::stream::iter(&batch)
+            .map(
+                |email| async move { (email, build_one(store, world, settings, email, now).await) },
+            )
             .buffered(AT_ONCE);
-        while let Some(outcome) = outcomes.next().await {
-            match outcome? {
+        while let Some((email, message)) = built.next().await {
+            let sent = match message {
+                Ok(message) => send_one(settings, smtp.as_ref(), email, message).await,
+                Err(e) => Err(e),
+            };
+            match record(store, sender, email, sent, now).await? {
                 EmailOutcome::Sent(_) => report.sent += 1,
                 EmailOutcome::Retry { .. } => report.retrying += 1,
                 EmailOutcome::Failed(_) => report.failed += 1,
@@ -135,17 +142,15 @@ pub async fn deliver_due<S: Store>(
     Ok(report)
 }
 
-/// Tries `email` and records how it went; returns the outcome.
-async fn deliver_and_record<S: Store>(
+/// Records how the try of `email` went; returns the outcome.
+async fn record<S: Store>(
     store: &S,
-    world: &World,
-    settings: &MailSettings,
-    smtp: Option<&smtp::Smtp>,
     sender: &Sender,
     email: &QueuedEmail,
+    sent: Result<(), SendError>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<EmailOutcome> {
-    let outcome = match deliver_one(store, world, settings, smtp, email, now).await {
+    let outcome = match sent {
         Ok(()) => {
             crate::failpoint::hit("mail:after-send");
             EmailOutcome::Sent(now)
@@ -188,14 +193,14 @@ impl From<anyhow::Error> for SendError {
     }
 }
 
-async fn deliver_one<S: Store>(
+/// The message of `email`, its attachment read from the store.
+async fn build_one<S: Store>(
     store: &S,
     world: &World,
     settings: &MailSettings,
-    smtp: Option<&smtp::Smtp>,
     email: &QueuedEmail,
     now: DateTime<Utc>,
-) -> Result<(), SendError> {
+) -> Result<Message, SendError> {
     let company = world
         .companies
         .get(&email.company)
@@ -228,7 +233,16 @@ async fn deliver_one<S: Store>(
         exports.as_deref(),
     )
     .await?;
-    let message = build_message(settings, email, &attachment, now)?;
+    build_message(settings, email, &attachment, now)
+}
+
+/// Hands `message` to the outbox folder or the SMTP server.
+async fn send_one(
+    settings: &MailSettings,
+    smtp: Option<&smtp::Smtp>,
+    email: &QueuedEmail,
+    message: Message,
+) -> Result<(), SendError> {
     match (&settings.transport, smtp) {
         (Transport::Outbox(dir), _) => outbox::write(dir, email, &message.formatted())
             .map_err(|e| SendError::Transient(format!("{e:#}"))),

@@ -30,11 +30,13 @@ impl Received {
     }
 }
 
-/// Records what arrives; refuses the recipients in `refuse` with a 550.
+/// Records what arrives; refuses the recipients in `refuse` with a 550. The server clones it
+/// for each connection: what all connections received is shared, the message being received
+/// is the connection's own (emails are sent over several connections at once).
 #[derive(Clone, Default)]
 struct Inbox {
     received: Arc<Mutex<Vec<Received>>>,
-    current: Arc<Mutex<Option<Received>>>,
+    current: Option<Received>,
     refuse: Vec<String>,
 }
 
@@ -48,7 +50,7 @@ impl Handler for Inbox {
     }
 
     fn data_start(&mut self, _domain: &str, _from: &str, _8bit: bool, to: &[String]) -> Response {
-        *self.current.lock().unwrap() = Some(Received {
+        self.current = Some(Received {
             to: to.to_vec(),
             data: Vec::new(),
         });
@@ -56,14 +58,14 @@ impl Handler for Inbox {
     }
 
     fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        if let Some(r) = self.current.lock().unwrap().as_mut() {
+        if let Some(r) = self.current.as_mut() {
             r.data.extend_from_slice(buf);
         }
         Ok(())
     }
 
     fn data_end(&mut self) -> Response {
-        if let Some(r) = self.current.lock().unwrap().take() {
+        if let Some(r) = self.current.take() {
             self.received.lock().unwrap().push(r);
         }
         OK

@@ -103,7 +103,7 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
             bar.set_length(checked.rows);
             let counted = bar.clone();
             (
-                Box::new(reader.map(move |row| {
+                Box::new(read_ahead(reader)?.map(move |row| {
                     counted.inc(1);
                     row.map_err(anyhow::Error::from)
                 })),
@@ -193,6 +193,32 @@ async fn perform_reruns<S: Store>(
 }
 
 /// The input files a folder may hold.
+/// Rows handed over at a time by [`read_ahead`], and batches it may read ahead.
+const READ_AHEAD: (usize, usize) = (4096, 4);
+
+/// Reads and parses `rows` on a thread of its own, a few batches ahead of the intake that
+/// judges and writes them, so that both cores work during a load. The thread ends when
+/// the rows do or when the intake stops taking them (it fails at the first row it can't use).
+fn read_ahead<T: Send + 'static>(
+    rows: impl Iterator<Item = T> + Send + 'static,
+) -> anyhow::Result<impl Iterator<Item = T> + Send> {
+    let (batch, ahead) = READ_AHEAD;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<T>>(ahead);
+    std::thread::Builder::new()
+        .name("usage-reader".into())
+        .spawn(move || {
+            let mut rows = rows;
+            loop {
+                let next: Vec<T> = rows.by_ref().take(batch).collect();
+                if next.is_empty() || tx.send(next).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("starting the usage reader: {e}"))?;
+    Ok(rx.into_iter().flatten())
+}
+
 const INPUT_FILES: [&str; 3] = ["scenario.toml", "events.jsonl", "usage.csv"];
 
 /// Refuses, before any database is opened (or created), a folder that does not exist or

@@ -96,8 +96,7 @@ impl Backend for Postgres {
 
     async fn analyze(pool: &Pool<Self>, tables: &[&'static str]) -> anyhow::Result<()> {
         // Autovacuum gets there eventually (when it runs at all); the next queries of a bulk
-        // load or close are planned now.
-        // The table names are the store's own constants, never input.
+        // load or close are planned now. The table names are the store's constants.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "ANALYZE {}",
             tables.join(", ")

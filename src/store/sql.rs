@@ -45,6 +45,8 @@ pub struct SqlStore<DB: Backend> {
 struct Written {
     since_analyze: u64,
     before_analyze: u64,
+    /// The tables written since.
+    tables: BTreeSet<&'static str>,
 }
 
 impl<DB: Backend> Clone for SqlStore<DB> {
@@ -66,23 +68,24 @@ impl<DB: Backend> SqlStore<DB> {
     }
 
     /// Counts `rows` written in bulk to `tables` and, once enough are, brings the planner's
-    /// statistics of those tables up to date: the queries after a bulk load or close would
-    /// otherwise be planned for the tables as they were before it (or, on a new database, as
-    /// empty). After the first time, only once the rows written since have doubled what was
-    /// written before, so that a long run analyzes a few times, not once per commit.
+    /// statistics of the tables written since up to date: the queries after a bulk load or
+    /// close would otherwise be planned for the tables as they were before it (or, on a new
+    /// database, as empty). After the first time, only once the rows written since have
+    /// doubled what was written before, so that a long run analyzes a few times, not once per
+    /// commit.
     async fn wrote(&self, rows: usize, tables: &[&'static str]) -> anyhow::Result<()> {
-        let due = {
+        let due: Option<Vec<&'static str>> = {
             let mut w = self.written.lock().unwrap_or_else(|e| e.into_inner());
             w.since_analyze += rows as u64;
-            let due = w.since_analyze >= ANALYZE_AFTER.max(w.before_analyze);
-            if due {
+            w.tables.extend(tables);
+            (w.since_analyze >= ANALYZE_AFTER.max(w.before_analyze)).then(|| {
                 w.before_analyze += w.since_analyze;
                 w.since_analyze = 0;
-            }
-            due
+                std::mem::take(&mut w.tables).into_iter().collect()
+            })
         };
-        if due {
-            DB::analyze(&self.pool, tables).await?;
+        if let Some(tables) = due {
+            DB::analyze(&self.pool, &tables).await?;
         }
         Ok(())
     }

@@ -192,7 +192,6 @@ async fn perform_reruns<S: Store>(
     Ok(())
 }
 
-/// The input files a folder may hold.
 /// Rows handed over at a time by [`read_ahead`], and batches it may read ahead.
 const READ_AHEAD: (usize, usize) = (4096, 4);
 
@@ -219,6 +218,7 @@ fn read_ahead<T: Send + 'static>(
     Ok(rx.into_iter().flatten())
 }
 
+/// The input files a folder may hold.
 const INPUT_FILES: [&str; 3] = ["scenario.toml", "events.jsonl", "usage.csv"];
 
 /// Refuses, before any database is opened (or created), a folder that does not exist or

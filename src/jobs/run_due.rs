@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::{FutureExt, StreamExt};
@@ -127,19 +128,49 @@ pub async fn run_due<S: Store>(
         clock,
     };
     // Two chunks at a time: while one is computed here, the other's reads or writes are
-    // with the database. Their companies are disjoint, as with two instances.
+    // with the database. Their companies are disjoint, as with two instances. A chunk that
+    // fails or panics stops new ones from starting, but the one beside it is run to its end,
+    // so that it gives its leases back, before the failure is passed on.
+    let stop = AtomicBool::new(false);
     let mut parts = futures_util::stream::iter(due.chunks(CHUNK))
-        .map(|chunk| run.chunk_to_end(chunk.to_vec()))
+        .map(|chunk| {
+            let (run, stop) = (&run, &stop);
+            async move {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let part = AssertUnwindSafe(run.chunk_to_end(chunk.to_vec()))
+                    .catch_unwind()
+                    .await;
+                if !matches!(part, Ok(Ok(_))) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                Some(part)
+            }
+        })
         .buffered(IN_FLIGHT);
+    let mut failure = None;
     while let Some(part) = parts.next().await {
-        let (part, companies) = part?;
-        report.closed.extend(part.closed);
-        report.steps += part.steps;
-        report.failed.extend(part.failed);
-        report.busy.extend(part.busy);
-        if let Some(p) = &options.progress {
-            p.inc(companies as u64);
+        match part {
+            None => {}
+            Some(Ok(Ok((part, companies)))) => {
+                report.closed.extend(part.closed);
+                report.steps += part.steps;
+                report.failed.extend(part.failed);
+                report.busy.extend(part.busy);
+                if let Some(p) = &options.progress {
+                    p.inc(companies as u64);
+                }
+            }
+            Some(end) => {
+                failure.get_or_insert(end);
+            }
         }
+    }
+    match failure {
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+        Some(Ok(Err(e))) => return Err(e),
+        _ => {}
     }
     if let Some(p) = &options.progress {
         p.finish();

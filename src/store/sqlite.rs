@@ -54,9 +54,11 @@ impl SqlStore<Sqlite> {
         let options = options
             .synchronous(SqliteSynchronous::Normal)
             // A month of usage is hundreds of MB of rows and indexes; SQLite's default 2 MB
-            // page cache would re-read index pages from disk for every insert. 128 MiB, with
-            // the chunk of companies a close holds beside it, keeps a process under 512 MiB.
-            .pragma("cache_size", "-131072")
+            // page cache would re-read index pages from disk for every insert. The cache is
+            // per connection and a close uses all four (two chunks in flight, each reading
+            // and committing): 64 MiB each, at most 256 MiB in all, keeps a process with
+            // the chunks beside it under 512 MiB at ten million rows.
+            .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -222,7 +224,7 @@ impl Backend for Sqlite {
     }
 
     async fn prepare_stream(conn: &mut Self::Connection) -> anyhow::Result<()> {
-        // The store's connections keep a 128 MiB page cache for closes; a streamed export reads
+        // The store's connections keep a 64 MiB page cache for closes; a streamed export reads
         // every page of the usage table once, and would fill it. 8 MiB is plenty for one pass.
         sqlx::query("PRAGMA cache_size = -8192")
             .execute(&mut *conn)

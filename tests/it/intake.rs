@@ -518,6 +518,56 @@ async fn run_due_right_after_a_kill_finishes_the_work() {
     }
 }
 
+/// With more companies than two chunks hold, a run that fails or panics in a chunk still
+/// runs the chunk beside it to its end, so that no company is left leased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_run_gives_back_the_leases_of_every_chunk_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let month = tmp.path().join("month");
+    billrun()
+        .args([
+            "gen",
+            "--companies",
+            "300",
+            "--events",
+            "600",
+            "--seed",
+            "3",
+            "--out",
+        ])
+        .arg(&month)
+        .assert()
+        .success();
+    let companies: Vec<billrun::domain::words::CompanyId> =
+        (0..300).map(|c| format!("co{c:05}").into()).collect();
+    for db in TestDb::all().await {
+        load(&db.url, &month);
+        for fault in ["error:close-chunk", "panic:close-chunk"] {
+            let out = billrun()
+                .env("BILLRUN_FAILPOINT", fault)
+                .args([
+                    "--database",
+                    &db.url,
+                    "run-due",
+                    "--as-of",
+                    "2026-03-01T12:00:00Z",
+                ])
+                .output()
+                .unwrap();
+            assert_ne!(out.status.code(), Some(0), "{fault}");
+            let store = db.store().await;
+            let holders = with_store!(&store, s => s.lease_holders(&companies).await.unwrap());
+            assert!(
+                holders.len() >= 256,
+                "{fault}: {} leases taken",
+                holders.len()
+            );
+            let held: Vec<_> = holders.iter().filter(|l| l.held()).collect();
+            assert!(held.is_empty(), "{fault}: {} still leased", held.len());
+        }
+    }
+}
+
 /// A run that fails, or panics, gives its leases back on the way out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_run_gives_its_leases_back() {

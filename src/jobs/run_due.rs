@@ -341,6 +341,10 @@ impl<S: Store> Run<'_, S> {
     ) -> anyhow::Result<Vec<(CompanyId, DateTime<Utc>)>> {
         crate::failpoint::error("close-chunk")?;
         let ids: Vec<CompanyId> = chunk.iter().map(|(c, _)| c.clone()).collect();
+        // The chunk that starts with a given company only (`close-chunk:ID`).
+        if let Some(first) = ids.first() {
+            crate::failpoint::error(&format!("close-chunk:{first}"))?;
+        }
         // Read now that the companies are ours: another instance may have closed some since.
         let mut done = finished_steps(self.store, &ids).await?;
         // Only a `rate` step reads unrated usage: a run of the later steps of a boundary

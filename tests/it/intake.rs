@@ -518,8 +518,8 @@ async fn run_due_right_after_a_kill_finishes_the_work() {
     }
 }
 
-/// With more companies than two chunks hold, a run that fails or panics in a chunk still
-/// runs the chunk beside it to its end, so that no company is left leased.
+/// With more companies than two chunks hold, a run that fails or panics in its first chunk
+/// still runs the chunk beside it to its end, so that no company is left leased.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_run_gives_back_the_leases_of_every_chunk_in_flight() {
     let tmp = tempfile::tempdir().unwrap();
@@ -542,7 +542,7 @@ async fn a_failing_run_gives_back_the_leases_of_every_chunk_in_flight() {
         (0..300).map(|c| format!("co{c:05}").into()).collect();
     for db in TestDb::all().await {
         load(&db.url, &month);
-        for fault in ["error:close-chunk", "panic:close-chunk"] {
+        for fault in ["error:close-chunk:co00000", "panic:close-chunk:co00000"] {
             let out = billrun()
                 .env("BILLRUN_FAILPOINT", fault)
                 .args([

@@ -127,51 +127,7 @@ pub async fn run_due<S: Store>(
         options,
         clock,
     };
-    // Two chunks at a time: while one is computed here, the other's reads or writes are
-    // with the database. Their companies are disjoint, as with two instances. A chunk that
-    // fails or panics stops new ones from starting, but the one beside it is run to its end,
-    // so that it gives its leases back, before the failure is passed on.
-    let stop = AtomicBool::new(false);
-    let mut parts = futures_util::stream::iter(due.chunks(CHUNK))
-        .map(|chunk| {
-            let (run, stop) = (&run, &stop);
-            async move {
-                if stop.load(Ordering::Relaxed) {
-                    return None;
-                }
-                let part = AssertUnwindSafe(run.chunk_to_end(chunk.to_vec()))
-                    .catch_unwind()
-                    .await;
-                if !matches!(part, Ok(Ok(_))) {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                Some(part)
-            }
-        })
-        .buffered(IN_FLIGHT);
-    let mut failure = None;
-    while let Some(part) = parts.next().await {
-        match part {
-            None => {}
-            Some(Ok(Ok((part, companies)))) => {
-                report.closed.extend(part.closed);
-                report.steps += part.steps;
-                report.failed.extend(part.failed);
-                report.busy.extend(part.busy);
-                if let Some(p) = &options.progress {
-                    p.inc(companies as u64);
-                }
-            }
-            Some(end) => {
-                failure.get_or_insert(end);
-            }
-        }
-    }
-    match failure {
-        Some(Err(panic)) => std::panic::resume_unwind(panic),
-        Some(Ok(Err(e))) => return Err(e),
-        _ => {}
-    }
+    run.all_chunks(&due, &mut report).await?;
     if let Some(p) = &options.progress {
         p.finish();
     }
@@ -204,6 +160,59 @@ struct Run<'a, S> {
 }
 
 impl<S: Store> Run<'_, S> {
+    /// Closes the companies of `due`, a chunk at a time, two chunks in progress at once:
+    /// while one is computed here, the other's reads or writes are with the database. Their
+    /// companies are disjoint, as with two instances. A chunk that fails or panics stops new
+    /// ones from starting, but the one beside it is run to its end, so that it gives its
+    /// leases back, before the failure is passed on.
+    async fn all_chunks(
+        &self,
+        due: &[(CompanyId, DateTime<Utc>)],
+        report: &mut DueReport,
+    ) -> anyhow::Result<()> {
+        let stop = AtomicBool::new(false);
+        let mut parts = futures_util::stream::iter(due.chunks(CHUNK))
+            .map(|chunk| {
+                let stop = &stop;
+                async move {
+                    if stop.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    let part = AssertUnwindSafe(self.chunk_to_end(chunk.to_vec()))
+                        .catch_unwind()
+                        .await;
+                    if !matches!(part, Ok(Ok(_))) {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    Some(part)
+                }
+            })
+            .buffered(IN_FLIGHT);
+        let mut failure = None;
+        while let Some(part) = parts.next().await {
+            match part {
+                None => {}
+                Some(Ok(Ok((part, companies)))) => {
+                    report.closed.extend(part.closed);
+                    report.steps += part.steps;
+                    report.failed.extend(part.failed);
+                    report.busy.extend(part.busy);
+                    if let Some(p) = &self.options.progress {
+                        p.inc(companies as u64);
+                    }
+                }
+                Some(end) => {
+                    failure.get_or_insert(end);
+                }
+            }
+        }
+        match failure {
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            Some(Ok(Err(e))) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Closes `chunk`, again for the companies whose history grew meanwhile (up to
     /// `ATTEMPTS` times); returns what it did and the number of companies it was given.
     async fn chunk_to_end(

@@ -518,6 +518,16 @@ async fn run_due_right_after_a_kill_finishes_the_work() {
     }
 }
 
+/// Runs `run-due --as-of as_of` with the fail point `fault` armed; it must fail.
+fn run_due_failing(url: &str, fault: &str, as_of: &str) {
+    let out = billrun()
+        .env("BILLRUN_FAILPOINT", fault)
+        .args(["--database", url, "run-due", "--as-of", as_of])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{fault}");
+}
+
 /// With more companies than two chunks hold, a run that fails or panics in its first chunk
 /// still runs the chunk beside it to its end, so that no company is left leased.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -543,18 +553,7 @@ async fn a_failing_run_gives_back_the_leases_of_every_chunk_in_flight() {
     for db in TestDb::all().await {
         load(&db.url, &month);
         for fault in ["error:close-chunk:co00000", "panic:close-chunk:co00000"] {
-            let out = billrun()
-                .env("BILLRUN_FAILPOINT", fault)
-                .args([
-                    "--database",
-                    &db.url,
-                    "run-due",
-                    "--as-of",
-                    "2026-03-01T12:00:00Z",
-                ])
-                .output()
-                .unwrap();
-            assert_ne!(out.status.code(), Some(0), "{fault}");
+            run_due_failing(&db.url, fault, "2026-03-01T12:00:00Z");
             let store = db.store().await;
             let holders = with_store!(&store, s => s.lease_holders(&companies).await.unwrap());
             assert!(
@@ -574,18 +573,7 @@ async fn a_failing_run_gives_its_leases_back() {
     for db in TestDb::all().await {
         load(&db.url, &fixture("credits-wallets"));
         for fault in ["error:close-chunk", "panic:close-chunk"] {
-            let out = billrun()
-                .env("BILLRUN_FAILPOINT", fault)
-                .args([
-                    "--database",
-                    &db.url,
-                    "run-due",
-                    "--as-of",
-                    "2026-02-02T00:00:00Z",
-                ])
-                .output()
-                .unwrap();
-            assert_ne!(out.status.code(), Some(0), "{fault}");
+            run_due_failing(&db.url, fault, "2026-02-02T00:00:00Z");
             let store = db.store().await;
             let holders = with_store!(&store, s => s
                 .lease_holders(&["alpha".into(), "beta".into()])

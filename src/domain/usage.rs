@@ -1,8 +1,6 @@
 //! Usage: a metered row as it arrives, the checks that accept or reject it, its billable
 //! quantity and price, and how a close rated it.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
@@ -101,8 +99,8 @@ pub fn quantity(input: &UsageInput) -> Result<u64, String> {
 
 /// Checks one usage row of `company` and prices it: before the anchor, an unknown office or
 /// user, a missing or out-of-range quantity, a conflicting duplicate and a missing rate are
-/// rejections (`Err` is the reason). `Ok(None)` is a duplicate of an accepted row (`accepted`
-/// maps accepted ids to their content): a no-op. `book` gives the product each user held when
+/// rejections (`Err` is the reason). `Ok(None)` is a duplicate of an accepted row (`earlier`
+/// is the content of the row accepted before with the same id, if any): a no-op. `book` gives the product each user held when
 /// the usage occurred.
 pub fn judge(
     input: &UsageInput,
@@ -111,7 +109,7 @@ pub fn judge(
     company: &Company,
     book: &LicenseBook,
     card: &RateCard,
-    accepted: &BTreeMap<String, String>,
+    earlier: Option<&str>,
 ) -> Result<Option<Usage>, String> {
     if input.occurred_at < company.grid().boundary_at(0) {
         return Err(format!("before the company's anchor {}", company.anchor));
@@ -133,8 +131,8 @@ pub fn judge(
         ));
     }
     let quantity = quantity(input)?;
-    if let Some(earlier) = accepted.get(&input.id) {
-        return if *earlier == input.content {
+    if let Some(earlier) = earlier {
+        return if earlier == input.content {
             Ok(None)
         } else {
             Err(format!("duplicate id {} with different content", input.id))
@@ -284,6 +282,7 @@ mod tests {
     use crate::domain::grid::Term;
     use crate::domain::model::{Event, EventKind, InitialPool, Party, PartyKind, Product, Rate};
     use crate::testkit::{company, dec, t, world_with};
+    use std::collections::BTreeMap;
 
     fn input(service: Service, usage_type: Option<UsageType>) -> UsageInput {
         UsageInput {
@@ -365,7 +364,8 @@ mod tests {
         };
         let book = LicenseBook::after(&world, c, &[unassign]).unwrap();
         let card = RateCard::new(&world.rates).unwrap();
-        judge(input, ("usage.csv", 2), &world, c, &book, &card, accepted)
+        let earlier = accepted.get(&input.id).map(String::as_str);
+        judge(input, ("usage.csv", 2), &world, c, &book, &card, earlier)
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! hands over what they hold, the domain judges each item in arrival order, and the verdicts,
 //! rejections and what the accepted items write are recorded together, or nothing is.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::intake::{CompanyIntake, Verdict};
 use crate::domain::model::{Event, World};
@@ -160,13 +160,20 @@ impl IntakeJudge for Judge<'_> {
             );
         }
         let lines = std::mem::take(&mut self.chunk);
-        let mut known = accepted.clone();
+        // The content of the rows of this chunk accepted so far, by id.
+        let mut here: HashMap<&str, &str> = HashMap::new();
         let mut batch = UsageBatch::default();
         for line in &lines {
-            let verdict = self.judge_usage(line, &known)?;
+            let earlier = accepted
+                .get(&line.id)
+                .map(String::as_str)
+                .or_else(|| here.get(line.id.as_str()).copied());
+            let verdict = self.judge_usage(line, earlier)?;
             match verdict {
                 Ok(Some(usage)) => {
-                    known.insert(usage.id.clone(), usage.content.clone());
+                    if let Ok(input) = &line.input {
+                        here.insert(&line.id, &input.content);
+                    }
                     batch.accepted.push(usage);
                     self.usage_report.accepted += 1;
                 }
@@ -196,7 +203,7 @@ impl<'a> Judge<'a> {
     fn judge_usage(
         &mut self,
         line: &UsageLine,
-        known: &BTreeMap<String, String>,
+        earlier: Option<&str>,
     ) -> anyhow::Result<Result<Option<crate::domain::usage::Usage>, String>> {
         let world = self.world;
         let Some(company) = world.companies.get(line.company.as_str()) else {
@@ -220,7 +227,7 @@ impl<'a> Judge<'a> {
             company,
             self.judges[&company.id].book(),
             card,
-            known,
+            earlier,
         ))
     }
 }

@@ -3,7 +3,7 @@
 //! SQL serves both; what differs is behind [`Backend`]. Longer statements live in
 //! `sql/queries/`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -16,7 +16,7 @@ use super::rows::{self, *};
 use super::{
     CommitOutcome, CompletedStep, EmailOutcome, EventBatch, IntakeJudge, IntakeOutcome,
     IntakeRequest, IntakeSnapshot, JobRun, LeaseRecord, LedgerRow, LoadedFile, QueuedEmail,
-    RatedUsage, Rejection, StepFailure, StepRun, Store,
+    RatedUsage, Rejection, StepFailure, StepRun, Store, UsageBatch,
 };
 use crate::domain::account::CardCharge;
 use crate::domain::close::StepEffects;
@@ -930,17 +930,45 @@ where
         let snapshot = Self::snapshot(&mut tx, request.companies).await?;
         let events = judge.events(&snapshot)?;
         Self::write_events(&mut tx, &events).await?;
-        while let Some(ids) = judge.next_usage()? {
-            let accepted = DB::usage_contents(&mut tx, &ids).await?;
-            let mut usage = judge.usage(&accepted)?;
-            // Stored by company, then time: a company's rows of a chunk share pages, which
-            // its close, its exports and its emails read together.
-            usage.accepted.sort_unstable_by(|a, b| {
-                (&a.company, a.occurred_at, &a.id).cmp(&(&b.company, b.occurred_at, &b.id))
+        // The chunks are pipelined: while one chunk's rows are written (by a task of their
+        // own, on another thread), the next is judged. Its duplicate check ran before that
+        // write began, so the rows being written are looked up among themselves.
+        let mut judged: Option<UsageBatch> = None;
+        loop {
+            let ids = judge.next_usage()?;
+            let mut accepted = match &ids {
+                Some(ids) => DB::usage_contents(&mut tx, ids).await?,
+                None => BTreeMap::new(),
+            };
+            let Some(batch) = judged.take() else {
+                if ids.is_none() {
+                    break;
+                }
+                judged = Some(judge_chunk(judge, &accepted)?);
+                continue;
+            };
+            Self::insert_rejections(&mut tx, &batch.rejections).await?;
+            rows += batch.accepted.len();
+            let Some(ids) = ids else {
+                DB::insert_usage(&mut tx, &batch.accepted).await?;
+                break;
+            };
+            let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+            for u in &batch.accepted {
+                if wanted.contains(u.id.as_str()) {
+                    accepted.insert(u.id.clone(), u.content.clone());
+                }
+            }
+            let mut writing = tx;
+            let write = tokio::spawn(async move {
+                let written = DB::insert_usage(&mut writing, &batch.accepted).await;
+                (writing, written)
             });
-            DB::insert_usage(&mut tx, &usage.accepted).await?;
-            rows += usage.accepted.len();
-            Self::insert_rejections(&mut tx, &usage.rejections).await?;
+            let next = judge_chunk(judge, &accepted);
+            let (back, written) = write.await?;
+            tx = back;
+            written?;
+            judged = Some(next?);
         }
         crate::failpoint::hit("commit:load");
         tx.commit().await?;
@@ -1423,4 +1451,18 @@ where
     ) -> anyhow::Result<(i64, Vec<QueuedEmail>)> {
         self.backlog(company).await
     }
+}
+
+/// Judges the chunk of usage read last and sorts its accepted rows by company, then time: a
+/// company's rows of a chunk share pages, which its close, its exports and its emails read
+/// together.
+fn judge_chunk<J: IntakeJudge>(
+    judge: &mut J,
+    accepted: &BTreeMap<String, String>,
+) -> anyhow::Result<UsageBatch> {
+    let mut usage = judge.usage(accepted)?;
+    usage.accepted.sort_unstable_by(|a, b| {
+        (&a.company, a.occurred_at, &a.id).cmp(&(&b.company, b.occurred_at, &b.id))
+    });
+    Ok(usage)
 }

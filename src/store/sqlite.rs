@@ -21,6 +21,9 @@ use crate::domain::words::CompanyId;
 /// A SQLite-backed store.
 pub type SqliteStore = SqlStore<Sqlite>;
 
+/// Rows SQLite's thread may read ahead of the task taking them.
+const ROW_BUFFER: usize = 4_096;
+
 /// Rows per multi-row insert: SQLite binds at most 32 766 parameters per statement.
 const ROWS_PER_INSERT: usize = 500;
 
@@ -43,7 +46,8 @@ impl SqlStore<Sqlite> {
         let options = options
             .create_if_missing(access == Access::Create)
             .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .row_buffer_size(ROW_BUFFER);
         if access == Access::ReadOnly {
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
@@ -171,38 +175,23 @@ impl Backend for Sqlite {
             .iter()
             .map(rows::UsageValues::of)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        // 21 columns: 1 000 rows bind 21 000 parameters, under SQLite's limit.
-        for chunk in rows.chunks(1_000) {
-            let mut qb = QueryBuilder::<Sqlite>::new(format!(
-                "INSERT INTO usage ({}) ",
-                rows::USAGE_COLUMNS
-            ));
-            qb.push_values(chunk, |mut b, u| {
-                b.push_bind(u.company)
-                    .push_bind(u.id)
-                    .push_bind(u.source)
-                    .push_bind(u.line)
-                    .push_bind(u.occurred_at)
-                    .push_bind(u.received_at)
-                    .push_bind(u.office)
-                    .push_bind(u.party)
-                    .push_bind(u.service)
-                    .push_bind(u.usage_type)
-                    .push_bind(u.direction)
-                    .push_bind(u.remote_number)
-                    .push_bind(u.number_used)
-                    .push_bind(u.duration_s.as_str())
-                    .push_bind(u.billable_quantity)
-                    .push_bind(u.unit)
-                    .push_bind(u.rate_micros)
-                    .push_bind(u.rate_scale)
-                    .push_bind(u.increment.as_str())
-                    .push_bind(u.cost)
-                    .push_bind(u.content);
-            });
-            qb.build().execute(&mut **tx).await?;
+        // 21 columns: 1 000 rows bind 21 000 parameters, under SQLite's limit. Each
+        // statement's values are bound while the one before runs on SQLite's thread.
+        let mut statements = rows.chunks(1_000).map(usage_insert);
+        let Some(mut qb) = statements.next() else {
+            return Ok(());
+        };
+        loop {
+            let (done, next) = futures_util::future::join(qb.build().execute(&mut **tx), async {
+                statements.next()
+            })
+            .await;
+            done?;
+            match next {
+                Some(n) => qb = n,
+                None => return Ok(()),
+            }
         }
-        Ok(())
     }
 
     async fn usage_contents(
@@ -299,4 +288,34 @@ impl Backend for Sqlite {
         }
         Ok(())
     }
+}
+
+/// One multi-row insert of usage rows.
+fn usage_insert(chunk: &[rows::UsageValues<'_>]) -> QueryBuilder<Sqlite> {
+    let mut qb =
+        QueryBuilder::<Sqlite>::new(format!("INSERT INTO usage ({}) ", rows::USAGE_COLUMNS));
+    qb.push_values(chunk, |mut b, u| {
+        b.push_bind(u.company)
+            .push_bind(u.id)
+            .push_bind(u.source)
+            .push_bind(u.line)
+            .push_bind(u.occurred_at)
+            .push_bind(u.received_at)
+            .push_bind(u.office)
+            .push_bind(u.party)
+            .push_bind(u.service)
+            .push_bind(u.usage_type)
+            .push_bind(u.direction)
+            .push_bind(u.remote_number)
+            .push_bind(u.number_used)
+            .push_bind(u.duration_s.as_str())
+            .push_bind(u.billable_quantity)
+            .push_bind(u.unit)
+            .push_bind(u.rate_micros)
+            .push_bind(u.rate_scale)
+            .push_bind(u.increment.as_str())
+            .push_bind(u.cost)
+            .push_bind(u.content);
+    });
+    qb
 }

@@ -918,8 +918,7 @@ pub struct HistoryDbRow {
     id: String,
     occurred_at: i64,
     office: String,
-    office_name: String,
-    party_name: String,
+    party: String,
     remote_number: String,
     service: String,
     usage_type: String,
@@ -935,7 +934,11 @@ pub struct HistoryDbRow {
 }
 
 impl HistoryDbRow {
-    pub fn into_domain(self) -> anyhow::Result<crate::domain::usage_history::HistoryRecord> {
+    /// The record, its office and its user or group named from `names`.
+    pub fn into_domain(
+        self,
+        names: &CompanyNames,
+    ) -> anyhow::Result<crate::domain::usage_history::HistoryRecord> {
         let service = word("service", &self.service)?;
         Ok(crate::domain::usage_history::HistoryRecord {
             usage_type: (!self.usage_type.is_empty())
@@ -946,9 +949,13 @@ impl HistoryDbRow {
                 .transpose()?,
             id: self.id,
             occurred_at: at(self.occurred_at)?,
+            office_name: names
+                .offices
+                .get(&self.office)
+                .cloned()
+                .unwrap_or_else(|| self.office.clone()),
+            party_name: names.parties.get(&self.party).cloned().unwrap_or_default(),
             office: self.office.into(),
-            office_name: self.office_name,
-            party_name: self.party_name,
             remote_number: self.remote_number,
             service,
             direction: opt_word("direction", &self.direction)?,
@@ -964,6 +971,13 @@ impl HistoryDbRow {
             cost: amount(self.cost),
         })
     }
+}
+
+/// The names of a company's offices and of its users and groups, by id.
+#[derive(Default)]
+pub struct CompanyNames {
+    pub offices: std::collections::HashMap<String, String>,
+    pub parties: std::collections::HashMap<String, String>,
 }
 
 /// `usage_emails`.

@@ -8,7 +8,7 @@ use futures_util::TryStreamExt;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Type};
 
 use super::backend::Backend;
-use super::rows::{self, EmailRow, HistoryDbRow, SpendRow};
+use super::rows::{self, CompanyNames, EmailRow, HistoryDbRow, SpendRow};
 use super::sql::SqlStore;
 use super::{EmailOutcome, EmailStatus, QueuedEmail, StepRun};
 use crate::domain::usage_email::{EmailDraft, Spend};
@@ -148,7 +148,7 @@ where
         sink: &mut (dyn FnMut(HistoryRecord) -> anyhow::Result<()> + Send),
     ) -> anyhow::Result<u64> {
         // Each pass is (from, until, rated by, late); its rows come in (occurred_at, id)
-        // order from the usage_by_time index. The late rows a close rated occurred before
+        // order from the primary key of usage. The late rows a close rated occurred before
         // its period, so they all come first.
         type Pass = (Option<i64>, Option<i64>, Option<(i64, bool)>);
         let passes: Vec<Pass> = match &q.selection {
@@ -179,10 +179,29 @@ where
         // A connection of its own, readied for a long read and put back (or closed) after.
         let mut conn = self.pool().acquire().await?;
         DB::prepare_stream(&mut conn).await?;
+        // Named here, not joined per row: a company has a handful of offices and parties.
+        let company = q.company.to_string();
+        let mut names = CompanyNames::default();
+        for (sql, map) in [
+            (
+                "SELECT id, name FROM offices WHERE company_id = $1",
+                &mut names.offices,
+            ),
+            (
+                "SELECT id, name FROM parties WHERE company_id = $1",
+                &mut names.parties,
+            ),
+        ] {
+            let rows: Vec<(String, String)> = sqlx::query_as(sql)
+                .bind(company.clone())
+                .fetch_all(&mut *conn)
+                .await?;
+            map.extend(rows);
+        }
         for (from, until, rated) in passes {
             let mut qb =
                 QueryBuilder::<DB>::new(include_str!("../../sql/queries/usage_history.sql"));
-            qb.push_bind(q.company.to_string());
+            qb.push_bind(company.clone());
             // The scope first: every filter below can only narrow it.
             if let Some(office) = q.scope.office() {
                 qb.push(" AND u.office = ").push_bind(office.to_string());
@@ -200,11 +219,11 @@ where
                         .push_bind(k)
                         .push(" AND r.late");
                 }
-                // Most rows: the company's time range from usage_by_time, joined with its
-                // ratings. The ratings' statistics are kept (`ANALYZE` after bulk writes), so
-                // PostgreSQL sees that nearly all of them match: hiding the column in an
-                // expression made it guess a handful and fetch each usage row by id instead,
-                // four times slower (see BENCHMARKS.md).
+                // Most rows: the company's time range from the primary key of usage, joined
+                // with its ratings. The ratings' statistics are kept (`ANALYZE` after bulk
+                // writes), so PostgreSQL sees that nearly all of them match: hiding the column
+                // in an expression made it guess a handful and fetch each usage row by id
+                // instead, four times slower (see BENCHMARKS.md).
                 Some((k, false)) => {
                     qb.push(" AND r.boundary_index = ")
                         .push_bind(k)
@@ -238,7 +257,7 @@ where
                 .persistent(false)
                 .fetch(&mut *conn);
             while let Some(row) = rows.try_next().await? {
-                sink(row.into_domain()?)?;
+                sink(row.into_domain(&names)?)?;
                 n += 1;
             }
         }

@@ -329,7 +329,7 @@ fn the_stores_joins_stay_within_a_company() {
         }
     }
     assert!(
-        joins >= 5,
+        joins >= 3,
         "only {joins} joins found: is the scan looking in the right place?"
     );
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::model::EventKind;
 use crate::domain::words::CompanyId;
 use crate::fixture::Fixture;
-use crate::jobs::intake::{Intake, IntakeReport, Taken, take_in};
+use crate::jobs::intake::{Intake, IntakeReport, Taken, USAGE_CHUNK, take_in};
 use crate::jobs::rerun::perform_event;
 use crate::jobs::{DueOptions, run_due};
 use crate::mail::{MailSettings, Sender, deliver_due};
@@ -217,6 +217,7 @@ async fn take_in_pending<S: Store>(
         usage_companies: usage.iter().map(|l| l.company.clone()).collect(),
         usage: Box::new(usage.into_iter().map(Ok)),
         files: &[],
+        usage_chunk: USAGE_CHUNK,
     };
     match take_in(store, intake).await? {
         Taken::Recorded { events, usage } => {

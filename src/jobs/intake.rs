@@ -36,7 +36,7 @@ impl IntakeReport {
 
 /// Usage rows taken in a chunk at a time: enough that each company has a run of rows in
 /// most chunks (they are stored by company within a chunk), few enough to hold.
-const USAGE_CHUNK: usize = 50_000;
+pub const USAGE_CHUNK: usize = 50_000;
 
 /// One intake: master data (if a scenario came with it), events and usage, in arrival order,
 /// and the files they came from.
@@ -54,6 +54,8 @@ pub struct Intake<'a> {
     pub usage_companies: BTreeSet<String>,
     /// The files taken in, recorded so that the same content is never taken in twice.
     pub files: &'a [LoadedFile],
+    /// Usage rows judged and written at a time: [`USAGE_CHUNK`], smaller in tests.
+    pub usage_chunk: usize,
 }
 
 /// What an intake did.
@@ -95,6 +97,7 @@ pub async fn take_in<S: Store>(store: &S, intake: Intake<'_>) -> anyhow::Result<
         judges: BTreeMap::new(),
         card: None,
         chunk: Vec::new(),
+        chunk_rows: intake.usage_chunk.max(1),
         events_report: IntakeReport::default(),
         usage_report: IntakeReport::default(),
     };
@@ -118,6 +121,8 @@ struct Judge<'a> {
     card: Option<RateCard>,
     /// The usage rows read last.
     chunk: Vec<UsageLine>,
+    /// How many are read at a time.
+    chunk_rows: usize,
     events_report: IntakeReport,
     usage_report: IntakeReport,
 }
@@ -146,7 +151,7 @@ impl IntakeJudge for Judge<'_> {
 
     fn next_usage(&mut self) -> anyhow::Result<Option<Vec<String>>> {
         self.chunk.clear();
-        for line in self.usage.by_ref().take(USAGE_CHUNK) {
+        for line in self.usage.by_ref().take(self.chunk_rows) {
             self.chunk.push(line?);
         }
         Ok((!self.chunk.is_empty()).then(|| self.chunk.iter().map(|l| l.id.clone()).collect()))

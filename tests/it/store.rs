@@ -8,7 +8,7 @@ use billrun::domain::job::{Job, JobStatus};
 use billrun::domain::model::Event;
 use billrun::domain::money::Currency;
 use billrun::fixture::Fixture;
-use billrun::jobs::intake::{Intake, take_in};
+use billrun::jobs::intake::{Intake, Taken, USAGE_CHUNK, take_in};
 use billrun::jobs::{DueOptions, run_due};
 use billrun::store::{
     CommitOutcome, EventBatch, IntakeJudge, IntakeOutcome, IntakeRequest, IntakeSnapshot,
@@ -250,6 +250,7 @@ async fn close_demo(db: &TestDb, until: DateTime<Utc>, late: bool) -> Vec<Docume
             usage_companies: fx.usage.iter().map(|l| l.company.clone()).collect(),
             usage: Box::new(fx.usage.iter().cloned().map(Ok)),
             files: &[],
+            usage_chunk: USAGE_CHUNK,
         };
         take_in(s, intake).await.unwrap();
         if !late {
@@ -311,4 +312,93 @@ async fn a_late_run_writes_what_on_time_runs_write() {
     want.sort();
     assert_eq!(sorted, want);
     assert!(want.len() >= 10);
+}
+
+/// Repeats of a usage id are judged the same however the intake is chunked: against the
+/// rows of the chunk being judged, of the chunk being written beside it (looked up in
+/// memory) and of chunks already written (looked up in the table).
+#[tokio::test]
+async fn duplicates_are_found_across_chunks_however_they_fall() {
+    let fx = Fixture::read(&fixture("demo")).unwrap();
+    let base: Vec<_> = fx.usage.iter().take(6).cloned().collect();
+    let changed = |i: usize| {
+        let mut l = base[i].clone();
+        if let Ok(input) = &mut l.input {
+            input.content.push_str(" (changed)");
+        }
+        l
+    };
+    let mut feed = vec![
+        base[0].clone(),
+        base[1].clone(),
+        base[2].clone(),
+        base[0].clone(),
+        base[3].clone(),
+        changed(1),
+        base[4].clone(),
+        base[2].clone(),
+        changed(0),
+        base[5].clone(),
+        base[5].clone(),
+    ];
+    for (i, l) in feed.iter_mut().enumerate() {
+        l.line = i as i64 + 2;
+    }
+    let mut backends = vec!["sqlite"];
+    if crate::support::postgres_url().is_some() {
+        backends.push("postgres");
+    }
+    let mut outcomes = Vec::new();
+    for backend in backends {
+        for chunk in [1, 2, 3, USAGE_CHUNK] {
+            let db = new_db(backend).await;
+            let store = db.store().await;
+            let outcome = with_store!(&store, s => {
+                s.migrate().await.unwrap();
+                s.save_world(&fx.world).await.unwrap();
+                let intake = Intake {
+                    world: &fx.world,
+                    save_world: false,
+                    events: &[],
+                    usage_companies: feed.iter().map(|l| l.company.clone()).collect(),
+                    usage: Box::new(feed.clone().into_iter().map(Ok)),
+                    files: &[],
+                    usage_chunk: chunk,
+                };
+                let Taken::Recorded { usage, .. } = take_in(s, intake).await.unwrap() else {
+                    panic!("{backend}: nothing else loads");
+                };
+                let far = t("2030-01-01T00:00:00Z");
+                let bounds: Vec<_> = fx.world.companies.values().map(|c| (c.id.clone(), far)).collect();
+                let mut stored: Vec<String> =
+                    s.unrated_usage(&bounds).await.unwrap().into_iter().map(|u| u.id).collect();
+                stored.sort();
+                let mut refused: Vec<(i64, String)> =
+                    s.rejections().await.unwrap().into_iter().map(|r| (r.line, r.reason)).collect();
+                refused.sort();
+                (usage, stored, refused)
+            });
+            outcomes.push((backend, chunk, outcome));
+        }
+    }
+    let (_, _, first) = &outcomes[0];
+    assert_eq!(first.0.accepted, 6);
+    assert_eq!(first.0.duplicates, 3, "the repeats of lines 2, 4 and 11");
+    assert_eq!(
+        first.2,
+        vec![
+            (
+                7,
+                format!("duplicate id {} with different content", base[1].id)
+            ),
+            (
+                10,
+                format!("duplicate id {} with different content", base[0].id)
+            ),
+        ]
+    );
+    assert_eq!(first.1.len(), 6);
+    for (backend, chunk, outcome) in &outcomes {
+        assert_eq!(outcome, first, "{backend}, chunks of {chunk}");
+    }
 }

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use billrun::fixture::events::{self, Origin};
 use billrun::fixture::usage::{self, UsageReader};
 use billrun::fixture::{LoadError, scenario, text};
-use billrun::jobs::intake::{Intake, Taken, take_in};
+use billrun::jobs::intake::{Intake, Taken, USAGE_CHUNK, take_in};
 use billrun::store::{LoadedFile, Store};
 
 use crate::cli::{Context, EXIT_OK, EXIT_PARTIAL, Failure};
@@ -119,6 +119,7 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
         usage,
         usage_companies,
         files: &new,
+        usage_chunk: USAGE_CHUNK,
     };
     let taken = take_in(store, intake).await?;
     bar.finish();

@@ -962,10 +962,14 @@ where
             let mut writing = tx;
             let write = tokio::spawn(async move {
                 let written = DB::insert_usage(&mut writing, &batch.accepted).await;
-                (writing, written)
+                (writing, written, batch.accepted)
             });
             let next = judge_chunk(judge, &accepted);
-            let (back, written) = write.await?;
+            let (back, written, rows) = write.await?;
+            // Freed by the thread that made them: memory freed on another thread is given
+            // back to the allocator's heap of this one late, and the load grew by a chunk or
+            // two of rows.
+            drop(rows);
             tx = back;
             written?;
             judged = Some(next?);

@@ -932,7 +932,7 @@ where
         Self::write_events(&mut tx, &events).await?;
         // The chunks are pipelined: while one chunk's rows are written (by a task of their
         // own, on another thread), the next is judged. Its duplicate check ran before that
-        // write began, so the rows being written are looked up among themselves.
+        // write began, so the rows being written are looked up in memory.
         let mut judged: Option<UsageBatch> = None;
         loop {
             let ids = judge.next_usage()?;
@@ -962,14 +962,10 @@ where
             let mut writing = tx;
             let write = tokio::spawn(async move {
                 let written = DB::insert_usage(&mut writing, &batch.accepted).await;
-                (writing, written, batch.accepted)
+                (writing, written)
             });
             let next = judge_chunk(judge, &accepted);
-            let (back, written, rows) = write.await?;
-            // Freed by the thread that made them: memory freed on another thread is given
-            // back to the allocator's heap of this one late, and the load grew by a chunk or
-            // two of rows.
-            drop(rows);
+            let (back, written) = write.await?;
             tx = back;
             written?;
             judged = Some(next?);

@@ -175,23 +175,11 @@ impl Backend for Sqlite {
             .iter()
             .map(rows::UsageValues::of)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        // 21 columns: 1 000 rows bind 21 000 parameters, under SQLite's limit. Each
-        // statement's values are bound while the one before runs on SQLite's thread.
-        let mut statements = rows.chunks(1_000).map(usage_insert);
-        let Some(mut qb) = statements.next() else {
-            return Ok(());
-        };
-        loop {
-            let (done, next) = futures_util::future::join(qb.build().execute(&mut **tx), async {
-                statements.next()
-            })
-            .await;
-            done?;
-            match next {
-                Some(n) => qb = n,
-                None => return Ok(()),
-            }
+        // 21 columns: 1 000 rows bind 21 000 parameters, under SQLite's limit.
+        for chunk in rows.chunks(1_000) {
+            usage_insert(chunk).build().execute(&mut **tx).await?;
         }
+        Ok(())
     }
 
     async fn usage_contents(

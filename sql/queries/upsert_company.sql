@@ -1,7 +1,5 @@
--- A company's master data, replacing what was recorded under its id.
-INSERT INTO companies (id, name, time_zone, currency, anchor, billing, card_verified,
-                       credit_sharing, primary_office, ar_threshold, ar_amount)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+-- Companies' master data, replacing what was recorded under their ids. The caller writes
+-- `INSERT INTO companies (id, name, …) VALUES (…), (…)` before this text.
 ON CONFLICT (id) DO UPDATE SET
     name = excluded.name, time_zone = excluded.time_zone, currency = excluded.currency,
     anchor = excluded.anchor, billing = excluded.billing, card_verified = excluded.card_verified,

@@ -21,7 +21,7 @@ use super::{
 use crate::domain::account::CardCharge;
 use crate::domain::close::StepEffects;
 use crate::domain::invoice::Document;
-use crate::domain::model::{AdminRole, Event, World};
+use crate::domain::model::{AdminRole, Company, Event, World};
 use crate::domain::usage::{Rating, Unrated};
 use crate::domain::wallets::LedgerEntry;
 use crate::domain::words::CompanyId;
@@ -321,7 +321,9 @@ where
         tx: &mut sqlx::Transaction<'static, DB>,
         world: &World,
     ) -> anyhow::Result<()> {
-        for c in world.companies.values() {
+        let companies: Vec<&Company> = world.companies.values().collect();
+        for chunk in companies.chunks(CHUNK) {
+            let ids: Vec<CompanyId> = chunk.iter().map(|c| c.id.clone()).collect();
             for table in [
                 "offices",
                 "parties",
@@ -330,40 +332,50 @@ where
                 "bundles",
                 "allowances",
             ] {
-                let mut qb =
-                    QueryBuilder::<DB>::new(format!("DELETE FROM {table} WHERE company_id = "));
-                qb.push_bind(c.id.to_string());
+                let mut qb = QueryBuilder::<DB>::new(format!("DELETE FROM {table} WHERE"));
+                push_companies(&mut qb, "company_id", &ids);
                 qb.build().execute(&mut **tx).await?;
             }
-            let (threshold, amount) = match &c.auto_recharge {
-                Some(a) => (
-                    Some(rows::money(a.threshold)?),
-                    Some(rows::money(a.amount)?),
-                ),
-                None => (None, None),
-            };
-            sqlx::query(include_str!("../../sql/queries/upsert_company.sql"))
-                .bind(c.id.to_string())
-                .bind(c.name.clone())
-                .bind(c.time_zone.name().to_string())
-                .bind(c.currency.code().to_string())
-                .bind(rows::date(c.anchor))
-                .bind(c.billing.as_str().to_string())
-                .bind(c.card_verified)
-                .bind(rows::credit_sharing(c.credit_sharing).to_string())
-                .bind(c.primary_office.to_string())
-                .bind(threshold)
-                .bind(amount)
-                .execute(&mut **tx)
-                .await?;
+            let recharges = chunk
+                .iter()
+                .map(|c| {
+                    Ok(match &c.auto_recharge {
+                        Some(a) => (
+                            c,
+                            Some(rows::money(a.threshold)?),
+                            Some(rows::money(a.amount)?),
+                        ),
+                        None => (c, None, None),
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO companies (id, name, time_zone, currency, anchor, billing, \
+                 card_verified, credit_sharing, primary_office, ar_threshold, ar_amount) ",
+            );
+            qb.push_values(recharges, |mut b, (c, threshold, amount)| {
+                b.push_bind(c.id.to_string())
+                    .push_bind(c.name.clone())
+                    .push_bind(c.time_zone.name().to_string())
+                    .push_bind(c.currency.code().to_string())
+                    .push_bind(rows::date(c.anchor))
+                    .push_bind(c.billing.as_str().to_string())
+                    .push_bind(c.card_verified)
+                    .push_bind(rows::credit_sharing(c.credit_sharing).to_string())
+                    .push_bind(c.primary_office.to_string())
+                    .push_bind(threshold)
+                    .push_bind(amount);
+            });
+            qb.push("\n");
+            qb.push(include_str!("../../sql/queries/upsert_company.sql"));
+            qb.build().execute(&mut **tx).await?;
             // Every company has an intake row, so that closes and intakes always lock one.
-            sqlx::query(
-                "INSERT INTO company_intake (company_id, version) VALUES ($1, 0) \
-                 ON CONFLICT (company_id) DO NOTHING",
-            )
-            .bind(c.id.to_string())
-            .execute(&mut **tx)
-            .await?;
+            let mut qb = QueryBuilder::<DB>::new("INSERT INTO company_intake (company_id, version) ");
+            qb.push_values(&ids, |mut b, id| {
+                b.push_bind(id.to_string()).push_bind(0i64);
+            });
+            qb.push(" ON CONFLICT (company_id) DO NOTHING");
+            qb.build().execute(&mut **tx).await?;
         }
         Ok(())
     }

@@ -43,13 +43,13 @@ pub trait Backend: sqlx::Database + sqlx::database::HasStatementCache {
     ) -> impl Future<Output = anyhow::Result<BTreeMap<String, String>>> + Send;
 
     /// Readies a connection for a long streamed read (an export of any size), so the memory it
-    /// holds does not grow with the rows read. The connection is closed afterwards.
+    /// holds does not grow with the rows read.
     fn prepare_stream(
         conn: &mut Self::Connection,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
-    /// Ends a streamed read on a connection readied by [`Backend::prepare_stream`]: closes it
-    /// if its settings differ from the pool's, or gives it back.
+    /// Ends a streamed read on a connection readied by [`Backend::prepare_stream`]: puts the
+    /// pool's settings back and gives it back.
     fn end_stream(
         conn: sqlx::pool::PoolConnection<Self>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;

@@ -24,6 +24,9 @@ pub type SqliteStore = SqlStore<Sqlite>;
 /// Rows SQLite's thread may read ahead of the task taking them.
 const ROW_BUFFER: usize = 4_096;
 
+/// Each connection's page cache (`PRAGMA cache_size`, negative: KiB), see [`SqlStore::open`].
+const PAGE_CACHE: &str = "-65536";
+
 /// Rows per multi-row insert: SQLite binds at most 32 766 parameters per statement.
 const ROWS_PER_INSERT: usize = 500;
 
@@ -51,7 +54,12 @@ impl SqlStore<Sqlite> {
         if access == Access::ReadOnly {
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
-                .connect_with(options.read_only(true).pragma("cache_size", "-65536"))
+                .connect_with(
+                    options
+                        .read_only(true)
+                        .pragma("cache_size", PAGE_CACHE)
+                        .pragma("temp_store", "memory"),
+                )
                 .await?;
             return Ok(SqlStore::new(pool));
         }
@@ -62,7 +70,7 @@ impl SqlStore<Sqlite> {
             // per connection and a close uses all four (two chunks in flight, each reading
             // and committing): 64 MiB each, at most 256 MiB in all, keeps a process with
             // the chunks beside it under 512 MiB at ten million rows.
-            .pragma("cache_size", "-65536")
+            .pragma("cache_size", PAGE_CACHE)
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -213,9 +221,16 @@ impl Backend for Sqlite {
         Ok(())
     }
 
-    async fn end_stream(conn: sqlx::pool::PoolConnection<Self>) -> anyhow::Result<()> {
-        // Its settings go with it.
-        conn.close().await?;
+    async fn end_stream(mut conn: sqlx::pool::PoolConnection<Self>) -> anyhow::Result<()> {
+        // The pool's settings again (both pools open with the same), and back to the pool
+        // with its prepared statements: a run's emails each stream their rows, and a new
+        // connection per email (a thread, an empty cache) cost more than their reads.
+        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA cache_size = {PAGE_CACHE}")))
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("PRAGMA temp_store = MEMORY")
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
 

@@ -370,7 +370,8 @@ where
             qb.push(include_str!("../../sql/queries/upsert_company.sql"));
             qb.build().execute(&mut **tx).await?;
             // Every company has an intake row, so that closes and intakes always lock one.
-            let mut qb = QueryBuilder::<DB>::new("INSERT INTO company_intake (company_id, version) ");
+            let mut qb =
+                QueryBuilder::<DB>::new("INSERT INTO company_intake (company_id, version) ");
             qb.push_values(&ids, |mut b, id| {
                 b.push_bind(id.to_string()).push_bind(0i64);
             });

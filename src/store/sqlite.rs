@@ -225,9 +225,11 @@ impl Backend for Sqlite {
         // The pool's settings again (both pools open with the same), and back to the pool
         // with its prepared statements: a run's emails each stream their rows, and a new
         // connection per email (a thread, an empty cache) cost more than their reads.
-        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA cache_size = {PAGE_CACHE}")))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA cache_size = {PAGE_CACHE}"
+        )))
+        .execute(&mut *conn)
+        .await?;
         sqlx::query("PRAGMA temp_store = MEMORY")
             .execute(&mut *conn)
             .await?;

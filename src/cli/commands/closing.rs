@@ -2,6 +2,10 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use billrun::jobs::{self, DueOptions, DueReport, LeaseConfig};
 use billrun::mail::{DeliveryReport, MailSettings, Sender, deliver_due};
@@ -27,8 +31,8 @@ fn lease(cx: &Context, seconds: u64) -> LeaseConfig {
     }
 }
 
-/// `run-due`: does all work due as of `--as-of` (default now), then sends the usage emails
-/// due by the wall clock.
+/// `run-due`: does all work due as of `--as-of` (default now) and sends the usage emails due
+/// by the wall clock, those its closes queue included.
 pub async fn run_due<S: Store>(
     store: &S,
     cx: &Context,
@@ -51,9 +55,11 @@ pub async fn run_due<S: Store>(
         lease: Some(lease(cx, args.lease_seconds)),
         progress: Some(cx.progress_bar("companies")),
     };
-    let report = jobs::run_due(store, &world, as_of, &options, &cx.clock).await?;
+    let report = close_and_deliver(store, &world, cx, mail, args.lease_seconds, async {
+        jobs::run_due(store, &world, as_of, &options, &cx.clock).await
+    })
+    .await?;
     let code = report_due(store, &report, started, cx.now()).await?;
-    deliver(store, &world, cx, mail, args.lease_seconds).await?;
     if let Some(path) = &args.metrics_file {
         write_metrics(store, &world, cx, path, &report, code, started).await?;
     }
@@ -70,28 +76,68 @@ fn log_companies(url: &str, world: &billrun::domain::model::World) {
     }
 }
 
-/// Sends the queued usage emails due now (wall clock: retries wait real time).
-async fn deliver<S: Store>(
+/// Runs `close` (a run of due work) and, beside it, sends the queued usage emails due now
+/// (wall clock: retries wait real time) round after round: those its commits queue are sent
+/// while the next companies are closed, so that the attachments' reads and the closes share
+/// the cores and the database. A last round follows a close that succeeded; after one that
+/// failed, the emails of the companies it committed wait for the next run.
+async fn close_and_deliver<S: Store>(
     store: &S,
     world: &billrun::domain::model::World,
     cx: &Context,
     mail: &MailSettings,
     claim_seconds: u64,
-) -> anyhow::Result<()> {
+    close: impl Future<Output = anyhow::Result<DueReport>>,
+) -> anyhow::Result<DueReport> {
     let sender = Sender {
         owner: cx.lease_owner.clone(),
         claim: lease(cx, claim_seconds).ttl,
     };
-    let report = deliver_due(store, world, mail, &sender, cx.now()).await?;
-    if report != DeliveryReport::default() {
+    // 0 while the close runs, 1 once it succeeded, 2 once it failed.
+    let ended = AtomicU8::new(0);
+    let woken = Notify::new();
+    let closing = async {
+        let result = close.await;
+        ended.store(if result.is_ok() { 1 } else { 2 }, Ordering::SeqCst);
+        woken.notify_one();
+        result
+    };
+    let sending = async {
+        let mut total = DeliveryReport::default();
+        loop {
+            let state = ended.load(Ordering::SeqCst);
+            if state == 2 {
+                break;
+            }
+            let round = deliver_due(store, world, mail, &sender, cx.now()).await?;
+            let idle = round == DeliveryReport::default();
+            total.sent += round.sent;
+            total.retrying += round.retrying;
+            total.failed += round.failed;
+            if state == 1 {
+                break;
+            }
+            if idle {
+                tokio::select! {
+                    () = woken.notified() => {}
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+        }
+        anyhow::Ok(total)
+    };
+    let (report, sent) = tokio::join!(closing, sending);
+    let report = report?;
+    let sent = sent?;
+    if sent != DeliveryReport::default() {
         tracing::info!(
-            sent = report.sent,
-            retrying = report.retrying,
-            failed = report.failed,
+            sent = sent.sent,
+            retrying = sent.retrying,
+            failed = sent.failed,
             "usage emails delivered"
         );
     }
-    Ok(())
+    Ok(report)
 }
 
 /// `schedule`: the daemon; with `--check`, the schedule's next wake-ups.
@@ -126,9 +172,11 @@ pub async fn schedule(
                 let world = s.world().await?;
                 log_companies(url, &world);
                 let options = DueOptions { lease: Some(lease), ..Default::default() };
-                let report = jobs::run_due(s, &world, cx.now(), &options, &cx.clock).await?;
+                let report = close_and_deliver(s, &world, cx, mail, schedule.lease.as_secs(), async {
+                    jobs::run_due(s, &world, cx.now(), &options, &cx.clock).await
+                })
+                .await?;
                 let code = report_due(s, &report, started, cx.now()).await?;
-                deliver(s, &world, cx, mail, schedule.lease.as_secs()).await?;
                 if let Some(path) = metrics_file {
                     write_metrics(s, &world, cx, path, &report, code, started).await?;
                 }

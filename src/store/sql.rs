@@ -336,7 +336,7 @@ where
                 push_companies(&mut qb, "company_id", &ids);
                 qb.build().execute(&mut **tx).await?;
             }
-            let recharges = chunk
+            let values = chunk
                 .iter()
                 .map(|c| {
                     Ok(match &c.auto_recharge {
@@ -353,7 +353,7 @@ where
                 "INSERT INTO companies (id, name, time_zone, currency, anchor, billing, \
                  card_verified, credit_sharing, primary_office, ar_threshold, ar_amount) ",
             );
-            qb.push_values(recharges, |mut b, (c, threshold, amount)| {
+            qb.push_values(values, |mut b, (c, threshold, amount)| {
                 b.push_bind(c.id.to_string())
                     .push_bind(c.name.clone())
                     .push_bind(c.time_zone.name().to_string())

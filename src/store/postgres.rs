@@ -189,9 +189,14 @@ impl Backend for Postgres {
         sqlx::query("SET LOCAL enable_seqscan = off")
             .execute(&mut *conn)
             .await?;
+        // Planned with the ids themselves, never as a prepared statement's generic plan: the
+        // hash index's matches are checked again against the list, which PostgreSQL looks up
+        // in a hash table only when the list is a constant; as a parameter it reads the whole
+        // list for every row found, 22 s a chunk when a load is retried and every id is found.
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT id, content FROM usage WHERE id = ANY($1)")
                 .bind(ids)
+                .persistent(false)
                 .fetch_all(&mut *conn)
                 .await?;
         sqlx::query("SET LOCAL enable_seqscan TO DEFAULT")

@@ -80,7 +80,7 @@ fn log_companies(url: &str, world: &billrun::domain::model::World) {
 /// (wall clock: retries wait real time) round after round: those its commits queue are sent
 /// while the next companies are closed, so that the attachments' reads and the closes share
 /// the cores and the database. A last round follows a close that succeeded; after one that
-/// failed, the emails of the companies it committed wait for the next run.
+/// failed, none: what its commits queued and no round sent yet waits for the next run.
 async fn close_and_deliver<S: Store>(
     store: &S,
     world: &billrun::domain::model::World,

@@ -51,6 +51,34 @@ async fn master_data_round_trips() {
     .await;
 }
 
+#[tokio::test]
+async fn master_data_of_more_companies_than_one_statement_takes_round_trips() {
+    // A load replaces its companies a chunk of 500 at a time: 1,201 companies make three.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("gen");
+    billrun::synthetic::generate(
+        billrun::synthetic::GenOptions {
+            companies: 1201,
+            events: 10,
+            seed: 5,
+        },
+        &out,
+    )
+    .unwrap();
+    let fx = Fixture::read(&out).unwrap();
+    assert_eq!(fx.world.companies.len(), 1201);
+    each_backend(async |db, store| {
+        with_store!(store, s => {
+            s.migrate().await.unwrap();
+            s.save_world(&fx.world).await.unwrap();
+            assert_eq!(s.world().await.unwrap(), fx.world, "{}", db.backend);
+            s.save_world(&fx.world).await.unwrap();
+            assert_eq!(s.world().await.unwrap(), fx.world, "{}", db.backend);
+        });
+    })
+    .await;
+}
+
 /// An intake judge that records a batch of events decided beforehand.
 struct Recorded(Option<EventBatch>);
 

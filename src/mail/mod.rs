@@ -89,6 +89,14 @@ pub struct DeliveryReport {
     pub failed: usize,
 }
 
+impl std::ops::AddAssign for DeliveryReport {
+    fn add_assign(&mut self, other: Self) {
+        self.sent += other.sent;
+        self.retrying += other.retrying;
+        self.failed += other.failed;
+    }
+}
+
 /// Emails claimed per round trip to the database.
 const BATCH: i64 = 100;
 

@@ -27,6 +27,9 @@ const ROW_BUFFER: usize = 4_096;
 /// Each connection's page cache (`PRAGMA cache_size`, negative: KiB), see [`SqlStore::open`].
 const PAGE_CACHE: &str = "-65536";
 
+/// Where each connection keeps its temporary tables and sorts, outside a streamed read.
+const TEMP_STORE: &str = "memory";
+
 /// The page size of a database billrun creates (SQLite's default is 4 KiB). A month's usage
 /// and its indexes are B-trees of hundreds of MB: larger pages make them shallower, with fewer
 /// splits while a load inserts and fewer pages per company while a close reads. A load and
@@ -66,7 +69,7 @@ impl SqlStore<Sqlite> {
                     options
                         .read_only(true)
                         .pragma("cache_size", PAGE_CACHE)
-                        .pragma("temp_store", "memory"),
+                        .pragma("temp_store", TEMP_STORE),
                 )
                 .await?;
             return Ok(SqlStore::new(pool));
@@ -80,7 +83,7 @@ impl SqlStore<Sqlite> {
             // and committing): 64 MiB each, at most 256 MiB in all, keeps a process with
             // the chunks beside it under 512 MiB at ten million rows.
             .pragma("cache_size", PAGE_CACHE)
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", TEMP_STORE);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -234,14 +237,11 @@ impl Backend for Sqlite {
         // The pool's settings again (both pools open with the same), and back to the pool
         // with its prepared statements: a run's emails each stream their rows, and a new
         // connection per email (a thread, an empty cache) cost more than their reads.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "PRAGMA cache_size = {PAGE_CACHE}"
-        )))
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query("PRAGMA temp_store = MEMORY")
-            .execute(&mut *conn)
-            .await?;
+        for (pragma, value) in [("cache_size", PAGE_CACHE), ("temp_store", TEMP_STORE)] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {pragma} = {value}")))
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(())
     }
 

@@ -111,9 +111,7 @@ async fn close_and_deliver<S: Store>(
             }
             let round = deliver_due(store, world, mail, &sender, cx.now()).await?;
             let idle = round == DeliveryReport::default();
-            total.sent += round.sent;
-            total.retrying += round.retrying;
-            total.failed += round.failed;
+            total += round;
             if state == 1 {
                 break;
             }

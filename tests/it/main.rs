@@ -8,6 +8,7 @@ mod golden;
 mod intake;
 mod mail;
 mod ops;
+mod postgres_socket;
 mod production;
 mod reruns;
 mod scale;

@@ -99,6 +99,29 @@ impl<DB: Backend> SqlStore<DB> {
     pub(super) fn pool(&self) -> &Pool<DB> {
         &self.pool
     }
+
+    /// Runs `read` on a connection of its own, readied for a long streamed read
+    /// ([`Backend::prepare_stream`]). It goes back to the pool as it was taken
+    /// ([`Backend::end_stream`]) or, if the read failed, is closed: a read cut short must not
+    /// leave a pooled connection with the settings of a stream.
+    pub(super) async fn streamed<T>(
+        &self,
+        read: impl AsyncFnOnce(&mut DB::Connection) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut conn = self.pool().acquire().await?;
+        DB::prepare_stream(&mut conn).await?;
+        match read(&mut conn).await {
+            Ok(out) => {
+                DB::end_stream(conn).await?;
+                Ok(out)
+            }
+            Err(e) => {
+                // The read's error is the one to report; closing can only add noise.
+                let _ = conn.close().await;
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Writes ` WHERE company_id IN (…)` (or nothing for every company) into `qb`.
@@ -1070,20 +1093,18 @@ where
         &self,
         sink: &mut (dyn FnMut(LedgerRow) -> anyhow::Result<()> + Send),
     ) -> anyhow::Result<()> {
-        let mut conn = self.pool().acquire().await?;
-        DB::prepare_stream(&mut conn).await?;
-        {
+        self.streamed(async |conn| {
             let mut rows = sqlx::query_as::<_, LedgerDbRow>(
                 "SELECT seq, company_id, at, scope, wallet, entry, amount, reference, expires_at \
                  FROM ledger_entries ORDER BY seq",
             )
-            .fetch(&mut *conn);
+            .fetch(conn);
             while let Some(row) = rows.try_next().await? {
                 sink(row.into_domain()?)?;
             }
-        }
-        DB::end_stream(conn).await?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn each_usage_record(
@@ -1091,22 +1112,20 @@ where
         company: Option<&CompanyId>,
         sink: &mut (dyn FnMut(RatedUsage) -> anyhow::Result<()> + Send),
     ) -> anyhow::Result<()> {
-        let mut conn = self.pool().acquire().await?;
-        DB::prepare_stream(&mut conn).await?;
-        {
+        self.streamed(async |conn| {
             let mut qb = QueryBuilder::<DB>::new(include_str!("../../sql/queries/rated_usage.sql"));
             if let Some(company) = company {
                 qb.push(" WHERE u.company_id = ")
                     .push_bind(company.to_string());
             }
             qb.push(" ORDER BY u.occurred_at, u.id");
-            let mut rows = qb.build_query_as::<RatedUsageRow>().fetch(&mut *conn);
+            let mut rows = qb.build_query_as::<RatedUsageRow>().fetch(conn);
             while let Some(row) = rows.try_next().await? {
                 sink(row.into_domain()?)?;
             }
-        }
-        DB::end_stream(conn).await?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn progress(

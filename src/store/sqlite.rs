@@ -333,3 +333,59 @@ fn usage_insert(chunk: &[rows::UsageValues<'_>]) -> QueryBuilder<Sqlite> {
     });
     qb
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The page cache of every connection the pool holds now.
+    async fn pooled_cache_sizes(store: &SqliteStore) -> Vec<i64> {
+        let mut held = Vec::new();
+        for _ in 0..store.pool().size() {
+            held.push(store.pool().acquire().await.unwrap());
+        }
+        let mut sizes = Vec::new();
+        for conn in &mut held {
+            sizes.push(
+                sqlx::query_scalar("PRAGMA cache_size")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .unwrap(),
+            );
+        }
+        sizes
+    }
+
+    #[tokio::test]
+    async fn a_stream_leaves_the_pool_as_it_found_it_however_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let pool_cache: i64 = PAGE_CACHE.parse().unwrap();
+        let read = store
+            .streamed(async |conn| {
+                let size: i64 = sqlx::query_scalar("PRAGMA cache_size")
+                    .fetch_one(conn)
+                    .await?;
+                Ok(size)
+            })
+            .await
+            .unwrap();
+        assert_eq!(read, -8192, "a stream reads with the small cache");
+        assert!(
+            pooled_cache_sizes(&store)
+                .await
+                .iter()
+                .all(|s| *s == pool_cache)
+        );
+        let before = store.pool().size();
+        let cut_short: anyhow::Result<()> = store
+            .streamed(async |_| anyhow::bail!("the reader gave up"))
+            .await;
+        assert_eq!(cut_short.unwrap_err().to_string(), "the reader gave up");
+        // Its connection was closed, not handed back with the stream's settings.
+        assert_eq!(store.pool().size(), before - 1);
+        let sizes = pooled_cache_sizes(&store).await;
+        assert!(sizes.iter().all(|s| *s == pool_cache), "{sizes:?}");
+    }
+}

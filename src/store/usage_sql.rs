@@ -175,94 +175,94 @@ where
         let f = &q.filter;
         let min = f.min_cost.map(rows::money).transpose()?;
         let max = f.max_cost.map(rows::money).transpose()?;
-        let mut n = 0;
         // A connection of its own, readied for a long read and put back (or closed) after.
-        let mut conn = self.pool().acquire().await?;
-        DB::prepare_stream(&mut conn).await?;
-        // Named here, not joined per row: a company has a handful of offices and parties.
-        let company = q.company.to_string();
-        let mut names = CompanyNames::default();
-        for (sql, map) in [
-            (
-                "SELECT id, name FROM offices WHERE company_id = $1",
-                &mut names.offices,
-            ),
-            (
-                "SELECT id, name FROM parties WHERE company_id = $1",
-                &mut names.parties,
-            ),
-        ] {
-            let rows: Vec<(String, String)> = sqlx::query_as(sql)
-                .bind(company.clone())
-                .fetch_all(&mut *conn)
-                .await?;
-            map.extend(rows);
-        }
-        for (from, until, rated) in passes {
-            let mut qb =
-                QueryBuilder::<DB>::new(include_str!("../../sql/queries/usage_history.sql"));
-            qb.push_bind(company.clone());
-            // The scope first: every filter below can only narrow it.
-            if let Some(office) = q.scope.office() {
-                qb.push(" AND u.office = ").push_bind(office.to_string());
+        self.streamed(async |conn| {
+            let mut n = 0;
+            // Named here, not joined per row: a company has a handful of offices and parties.
+            let company = q.company.to_string();
+            let mut names = CompanyNames::default();
+            for (sql, map) in [
+                (
+                    "SELECT id, name FROM offices WHERE company_id = $1",
+                    &mut names.offices,
+                ),
+                (
+                    "SELECT id, name FROM parties WHERE company_id = $1",
+                    &mut names.parties,
+                ),
+            ] {
+                let rows: Vec<(String, String)> = sqlx::query_as(sql)
+                    .bind(company.clone())
+                    .fetch_all(&mut *conn)
+                    .await?;
+                map.extend(rows);
             }
-            if let Some(from) = from {
-                qb.push(" AND u.occurred_at >= ").push_bind(from);
-            }
-            if let Some(until) = until {
-                qb.push(" AND u.occurred_at < ").push_bind(until);
-            }
-            match rated {
-                // Few rows, found through the partial index of late ratings.
-                Some((k, true)) => {
-                    qb.push(" AND r.boundary_index = ")
-                        .push_bind(k)
-                        .push(" AND r.late");
+            for (from, until, rated) in passes {
+                let mut qb =
+                    QueryBuilder::<DB>::new(include_str!("../../sql/queries/usage_history.sql"));
+                qb.push_bind(company.clone());
+                // The scope first: every filter below can only narrow it.
+                if let Some(office) = q.scope.office() {
+                    qb.push(" AND u.office = ").push_bind(office.to_string());
                 }
-                // Most rows: the company's time range from the primary key of usage, joined
-                // with its ratings. The ratings' statistics are kept (`ANALYZE` after bulk
-                // writes), so PostgreSQL sees that nearly all of them match: hiding the column
-                // in an expression made it guess a handful and fetch each usage row by id
-                // instead, four times slower (see BENCHMARKS.md).
-                Some((k, false)) => {
-                    qb.push(" AND r.boundary_index = ")
-                        .push_bind(k)
-                        .push(" AND NOT r.late");
+                if let Some(from) = from {
+                    qb.push(" AND u.occurred_at >= ").push_bind(from);
                 }
-                None => {}
+                if let Some(until) = until {
+                    qb.push(" AND u.occurred_at < ").push_bind(until);
+                }
+                match rated {
+                    // Few rows, found through the partial index of late ratings.
+                    Some((k, true)) => {
+                        qb.push(" AND r.boundary_index = ")
+                            .push_bind(k)
+                            .push(" AND r.late");
+                    }
+                    // Most rows: the company's time range from the primary key of usage, joined
+                    // with its ratings. The ratings' statistics are kept (`ANALYZE` after bulk
+                    // writes), so PostgreSQL sees that nearly all of them match: hiding the column
+                    // in an expression made it guess a handful and fetch each usage row by id
+                    // instead, four times slower (see BENCHMARKS.md).
+                    Some((k, false)) => {
+                        qb.push(" AND r.boundary_index = ")
+                            .push_bind(k)
+                            .push(" AND NOT r.late");
+                    }
+                    None => {}
+                }
+                if let Some(party) = &f.party {
+                    qb.push(" AND u.party = ").push_bind(party.clone());
+                }
+                if let Some(service) = f.service {
+                    qb.push(" AND u.service = ").push_bind(service.as_str());
+                }
+                if let Some(wallet) = f.wallet {
+                    qb.push(" AND ('+' || r.wallet_sources || '+') LIKE ")
+                        .push_bind(format!("%+{}+%", like_literal(&wallet.to_string())))
+                        .push(" ESCAPE '\\'");
+                }
+                if let Some(min) = min {
+                    qb.push(" AND u.cost >= ").push_bind(min);
+                }
+                if let Some(max) = max {
+                    qb.push(" AND u.cost <= ").push_bind(max);
+                }
+                qb.push(" ORDER BY u.occurred_at, u.id");
+                // Planned for its own company and range each time: a statement prepared once
+                // gets PostgreSQL's generic plan, a nested loop over every rating, twice as slow
+                // as the hash join it picks for the actual parameters.
+                let mut rows = qb
+                    .build_query_as::<HistoryDbRow>()
+                    .persistent(false)
+                    .fetch(&mut *conn);
+                while let Some(row) = rows.try_next().await? {
+                    sink(row.into_domain(&names)?)?;
+                    n += 1;
+                }
             }
-            if let Some(party) = &f.party {
-                qb.push(" AND u.party = ").push_bind(party.clone());
-            }
-            if let Some(service) = f.service {
-                qb.push(" AND u.service = ").push_bind(service.as_str());
-            }
-            if let Some(wallet) = f.wallet {
-                qb.push(" AND ('+' || r.wallet_sources || '+') LIKE ")
-                    .push_bind(format!("%+{}+%", like_literal(&wallet.to_string())))
-                    .push(" ESCAPE '\\'");
-            }
-            if let Some(min) = min {
-                qb.push(" AND u.cost >= ").push_bind(min);
-            }
-            if let Some(max) = max {
-                qb.push(" AND u.cost <= ").push_bind(max);
-            }
-            qb.push(" ORDER BY u.occurred_at, u.id");
-            // Planned for its own company and range each time: a statement prepared once
-            // gets PostgreSQL's generic plan, a nested loop over every rating, twice as slow
-            // as the hash join it picks for the actual parameters.
-            let mut rows = qb
-                .build_query_as::<HistoryDbRow>()
-                .persistent(false)
-                .fetch(&mut *conn);
-            while let Some(row) = rows.try_next().await? {
-                sink(row.into_domain(&names)?)?;
-                n += 1;
-            }
-        }
-        DB::end_stream(conn).await?;
-        Ok(n)
+            Ok(n)
+        })
+        .await
     }
 
     pub(super) async fn claim_emails(

@@ -967,11 +967,12 @@ where
         let events = judge.events(&snapshot)?;
         Self::write_events(&mut tx, &events).await?;
         // The chunks are pipelined: while one chunk's rows are written (by a task of their
-        // own, on another thread), the next is judged. Its duplicate check ran before that
-        // write began, so the rows being written are looked up in memory.
+        // own, on another thread), the next is judged and the one after it read. A chunk's
+        // duplicate check runs before the write of the chunk before it begins, so the rows
+        // being written are looked up in memory.
+        let mut ids = judge.next_usage()?;
         let mut judged: Option<UsageBatch> = None;
         loop {
-            let ids = judge.next_usage()?;
             let mut accepted = match &ids {
                 Some(ids) => DB::usage_contents(&mut tx, ids).await?,
                 None => BTreeMap::new(),
@@ -981,15 +982,16 @@ where
                     break;
                 }
                 judged = Some(judge_chunk(judge, &accepted)?);
+                ids = judge.next_usage()?;
                 continue;
             };
             Self::insert_rejections(&mut tx, &batch.rejections).await?;
             rows += batch.accepted.len();
-            let Some(ids) = ids else {
+            let Some(wanted) = ids else {
                 DB::insert_usage(&mut tx, &batch.accepted).await?;
                 break;
             };
-            let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+            let wanted: HashSet<&str> = wanted.iter().map(String::as_str).collect();
             for u in &batch.accepted {
                 if wanted.contains(u.id.as_str()) {
                     accepted.insert(u.id.clone(), u.content.clone());
@@ -1001,10 +1003,15 @@ where
                 (writing, written)
             });
             let next = judge_chunk(judge, &accepted);
+            let upcoming = match next {
+                Ok(_) => judge.next_usage(),
+                Err(_) => Ok(None),
+            };
             let (back, written) = write.await?;
             tx = back;
             written?;
             judged = Some(next?);
+            ids = upcoming?;
         }
         crate::failpoint::hit("commit:load");
         tx.commit().await?;

@@ -430,3 +430,56 @@ async fn duplicates_are_found_across_chunks_however_they_fall() {
         assert_eq!(outcome, first, "{backend}, chunks of {chunk}");
     }
 }
+
+/// A usage row that can't be read at all fails the whole intake, however far into the feed
+/// it comes and however the chunks fall: the chunks written before it, and the one being
+/// written while it is read, are rolled back with the rest.
+#[tokio::test]
+async fn an_unreadable_row_deep_in_the_feed_leaves_nothing_written() {
+    let fx = Fixture::read(&fixture("demo")).unwrap();
+    let rows: Vec<_> = fx.usage.iter().take(6).cloned().collect();
+    let mut backends = vec!["sqlite"];
+    if crate::support::postgres_url().is_some() {
+        backends.push("postgres");
+    }
+    for backend in backends {
+        for chunk in [1, 2, 3, USAGE_CHUNK] {
+            let db = new_db(backend).await;
+            let store = db.store().await;
+            with_store!(&store, s => {
+                s.migrate().await.unwrap();
+                s.save_world(&fx.world).await.unwrap();
+                let feed = rows.iter().cloned().enumerate().map(|(i, l)| {
+                    if i == 4 {
+                        Err(anyhow::anyhow!("usage.csv:6: invalid UTF-8"))
+                    } else {
+                        Ok(l)
+                    }
+                });
+                let intake = Intake {
+                    world: &fx.world,
+                    save_world: false,
+                    events: &[],
+                    usage_companies: rows.iter().map(|l| l.company.clone()).collect(),
+                    usage: Box::new(feed),
+                    files: &[],
+                    usage_chunk: chunk,
+                };
+                let failed = take_in(s, intake).await.map(|_| ()).unwrap_err();
+                assert_eq!(
+                    failed.to_string(),
+                    "usage.csv:6: invalid UTF-8",
+                    "{backend}, chunks of {chunk}"
+                );
+                let far = t("2030-01-01T00:00:00Z");
+                let bounds: Vec<_> =
+                    fx.world.companies.values().map(|c| (c.id.clone(), far)).collect();
+                assert!(
+                    s.unrated_usage(&bounds).await.unwrap().is_empty(),
+                    "{backend}, chunks of {chunk}: rows were written"
+                );
+                assert!(s.rejections().await.unwrap().is_empty());
+            });
+        }
+    }
+}

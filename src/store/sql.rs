@@ -987,11 +987,11 @@ where
             };
             Self::insert_rejections(&mut tx, &batch.rejections).await?;
             rows += batch.accepted.len();
-            let Some(wanted) = ids else {
+            let Some(next_ids) = ids else {
                 DB::insert_usage(&mut tx, &batch.accepted).await?;
                 break;
             };
-            let wanted: HashSet<&str> = wanted.iter().map(String::as_str).collect();
+            let wanted: HashSet<&str> = next_ids.iter().map(String::as_str).collect();
             for u in &batch.accepted {
                 if wanted.contains(u.id.as_str()) {
                     accepted.insert(u.id.clone(), u.content.clone());
@@ -1003,9 +1003,10 @@ where
                 (writing, written)
             });
             let next = judge_chunk(judge, &accepted);
-            let upcoming = match next {
-                Ok(_) => judge.next_usage(),
-                Err(_) => Ok(None),
+            let upcoming = if next.is_ok() {
+                judge.next_usage()
+            } else {
+                Ok(None)
             };
             let (back, written) = write.await?;
             tx = back;

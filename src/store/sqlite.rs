@@ -30,6 +30,9 @@ const PAGE_CACHE: &str = "-65536";
 /// Where each connection keeps its temporary tables and sorts, outside a streamed read.
 const TEMP_STORE: &str = "memory";
 
+/// The page cache of a connection during a streamed read (see [`Backend::prepare_stream`]).
+const STREAM_PAGE_CACHE: &str = "-8192";
+
 /// The page size of a database billrun creates (SQLite's default is 4 KiB). A month's usage
 /// and its indexes are B-trees of hundreds of MB: larger pages make them shallower, with fewer
 /// splits while a load inserts and fewer pages per company while a close reads. A load and
@@ -223,9 +226,11 @@ impl Backend for Sqlite {
     async fn prepare_stream(conn: &mut Self::Connection) -> anyhow::Result<()> {
         // The store's connections keep a 64 MiB page cache for closes; a streamed export reads
         // every page of the usage table once, and would fill it. 8 MiB is plenty for one pass.
-        sqlx::query("PRAGMA cache_size = -8192")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA cache_size = {STREAM_PAGE_CACHE}"
+        )))
+        .execute(&mut *conn)
+        .await?;
         // A sort too large for that cache spills to a temporary file, not to memory.
         sqlx::query("PRAGMA temp_store = FILE")
             .execute(&mut *conn)
@@ -371,7 +376,11 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(read, -8192, "a stream reads with the small cache");
+        assert_eq!(
+            read,
+            STREAM_PAGE_CACHE.parse::<i64>().unwrap(),
+            "a stream reads with the small cache"
+        );
         assert!(
             pooled_cache_sizes(&store)
                 .await

@@ -14,7 +14,7 @@ use chrono::Utc;
 use mailin_embedded::response::{NO_MAILBOX, OK};
 use mailin_embedded::{Handler, Response, Server, SslConfig};
 
-use crate::support::{TestDb, billrun, block_on, csv_rows, fixture, load};
+use crate::support::{TestDb, billrun, block_on, csv_rows, fixture, load, sockets_to};
 
 /// One email as the server received it.
 #[derive(Debug, Clone)]
@@ -397,5 +397,38 @@ fn large_attachments_go_gzipped_and_the_body_says_so() {
     assert!(
         csv.starts_with('\u{feff}') && csv.lines().count() == 6,
         "{csv}"
+    );
+}
+
+/// The connection to the SMTP server sends the end of each message at once (`TCP_NODELAY`):
+/// without it, each message's closing `.` line waited up to 40 ms for the acknowledgement of
+/// its body (vendor/README.md).
+#[test]
+fn the_smtp_connection_sends_each_message_at_once() {
+    let port = free_port();
+    let inbox = Inbox::default();
+    start_server(port, inbox.clone(), None);
+    let settings = SmtpSettings {
+        url: format!("smtp://127.0.0.1:{port}"),
+        ca_pem: None,
+    };
+    let sockets = block_on(async {
+        let smtp = settings.transport(Duration::from_secs(10)).unwrap();
+        let message = lettre::Message::builder()
+            .from("billrun <billrun@localhost>".parse().unwrap())
+            .to("admin@example.com".parse().unwrap())
+            .subject("usage")
+            .body(String::from("one line"))
+            .unwrap();
+        let sent = smtp.send(message).await;
+        assert!(sent.is_ok(), "{sent:?}");
+        // The connection stays in the transport's pool after the send: look at it now.
+        sockets_to(&[std::net::SocketAddr::from(([127, 0, 0, 1], port))])
+    });
+    assert_eq!(inbox.all().len(), 1);
+    assert!(!sockets.is_empty(), "no connection to the SMTP server");
+    assert!(
+        sockets.iter().all(|(_, nodelay)| *nodelay),
+        "a connection to the SMTP server without TCP_NODELAY: {sockets:?}"
     );
 }

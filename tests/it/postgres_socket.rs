@@ -3,11 +3,11 @@
 //! acknowledgement (vendor/README.md).
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 
 use sqlx::Connection;
 
-use crate::support::{TestDb, postgres_url};
+use crate::support::{TestDb, postgres_url, sockets_to};
 
 /// The addresses `url`'s host and port resolve to; none if it names a Unix socket.
 fn server_addresses(url: &str) -> Vec<SocketAddr> {
@@ -23,35 +23,6 @@ fn server_addresses(url: &str) -> Vec<SocketAddr> {
         .to_socket_addrs()
         .unwrap()
         .collect()
-}
-
-/// Every socket of this process connected to one of `servers`, and whether it has
-/// `TCP_NODELAY`. Other tests open and close connections meanwhile: a descriptor closed or
-/// reused between listing and asking is not a socket to `servers` and is passed over.
-fn sockets_to(servers: &[SocketAddr]) -> Vec<(RawFd, bool)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<RawFd>().ok())
-        else {
-            continue;
-        };
-        // SAFETY: the descriptor is only asked for its peer and an option, both of which
-        // fail harmlessly if another thread has closed it since it was listed.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let socket = socket2::SockRef::from(&borrowed);
-        let Some(peer) = socket.peer_addr().ok().and_then(|a| a.as_socket()) else {
-            continue;
-        };
-        if servers.contains(&peer)
-            && let Ok(nodelay) = socket.tcp_nodelay()
-        {
-            out.push((fd, nodelay));
-        }
-    }
-    out
 }
 
 #[tokio::test]

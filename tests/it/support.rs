@@ -1,5 +1,8 @@
-//! Test databases on both backends, and reading the files a replay writes.
+//! Test databases on both backends, reading the files a replay writes, and the sockets of
+//! this process.
 
+use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -319,4 +322,33 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
                 .unwrap()
         })
         .block_on(f)
+}
+
+/// Every socket of this process connected to one of `servers`, and whether it has
+/// `TCP_NODELAY`. Other tests open and close connections meanwhile: a descriptor closed or
+/// reused between listing and asking is not a socket to `servers` and is passed over.
+pub fn sockets_to(servers: &[SocketAddr]) -> Vec<(RawFd, bool)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: the descriptor is only asked for its peer and an option, both of which
+        // fail harmlessly if another thread has closed it since it was listed.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let socket = socket2::SockRef::from(&borrowed);
+        let Some(peer) = socket.peer_addr().ok().and_then(|a| a.as_socket()) else {
+            continue;
+        };
+        if servers.contains(&peer)
+            && let Ok(nodelay) = socket.tcp_nodelay()
+        {
+            out.push((fd, nodelay));
+        }
+    }
+    out
 }

@@ -3,11 +3,10 @@
 //! acknowledgement (vendor/README.md).
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::RawFd;
 
 use sqlx::Connection;
 
-use crate::support::{TestDb, postgres_url, sockets_to};
+use crate::support::{TestDb, assert_sends_at_once, postgres_url};
 
 /// The addresses `url`'s host and port resolve to; none if it names a Unix socket.
 fn server_addresses(url: &str) -> Vec<SocketAddr> {
@@ -38,19 +37,6 @@ async fn connections_to_postgres_send_each_message_at_once() {
     let db = TestDb::postgres(&admin).await;
     // Held open while its socket is looked at.
     let conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let sockets = sockets_to(&servers);
-    assert!(
-        !sockets.is_empty(),
-        "no socket of this process is connected to {servers:?}"
-    );
-    let slow: Vec<RawFd> = sockets
-        .iter()
-        .filter(|(_, nodelay)| !nodelay)
-        .map(|(fd, _)| *fd)
-        .collect();
-    assert!(
-        slow.is_empty(),
-        "sockets to PostgreSQL without TCP_NODELAY: {slow:?} of {sockets:?}"
-    );
+    assert_sends_at_once(&servers, "PostgreSQL");
     conn.close().await.unwrap();
 }

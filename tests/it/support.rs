@@ -327,7 +327,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// Every socket of this process connected to one of `servers`, and whether it has
 /// `TCP_NODELAY`. Other tests open and close connections meanwhile: a descriptor closed or
 /// reused between listing and asking is not a socket to `servers` and is passed over.
-pub fn sockets_to(servers: &[SocketAddr]) -> Vec<(RawFd, bool)> {
+fn sockets_to(servers: &[SocketAddr]) -> Vec<(RawFd, bool)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         let Some(fd) = entry
@@ -351,4 +351,23 @@ pub fn sockets_to(servers: &[SocketAddr]) -> Vec<(RawFd, bool)> {
         }
     }
     out
+}
+
+/// Asserts that this process has a socket connected to `servers` (to `what`), and that every
+/// such socket sends each write at once (`TCP_NODELAY`).
+pub fn assert_sends_at_once(servers: &[SocketAddr], what: &str) {
+    let sockets = sockets_to(servers);
+    assert!(
+        !sockets.is_empty(),
+        "no socket of this process is connected to {what} at {servers:?}"
+    );
+    let slow: Vec<RawFd> = sockets
+        .iter()
+        .filter(|(_, nodelay)| !nodelay)
+        .map(|(fd, _)| *fd)
+        .collect();
+    assert!(
+        slow.is_empty(),
+        "sockets to {what} without TCP_NODELAY: {slow:?} of {sockets:?}"
+    );
 }

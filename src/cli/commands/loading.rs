@@ -53,7 +53,7 @@ struct Folder {
 
 /// One attempt; `None` when another load recorded one of the files meanwhile.
 async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Option<u8>, Failure> {
-    let folder = read_folder(cx, dir)?;
+    let mut folder = read_folder(cx, dir)?;
     let files: Vec<&LoadedFile> = [&folder.scenario, &folder.events]
         .into_iter()
         .flatten()
@@ -80,8 +80,12 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
         tracing::info!(folder = %dir.display(), "nothing new to load");
         return Ok(Some(EXIT_OK));
     }
-    let world = match &folder.scenario {
-        Some(f) => scenario::parse("scenario.toml", text::decode("scenario.toml", &f.bytes)?)?,
+    // The files' bytes go once parsed: a scenario of many companies is tens of megabytes.
+    let world = match &mut folder.scenario {
+        Some(f) => {
+            let bytes = std::mem::take(&mut f.bytes);
+            scenario::parse("scenario.toml", text::decode("scenario.toml", &bytes)?)?
+        }
         None => store.world().await?,
     };
     let origin = if folder.scenario.is_some() {
@@ -90,9 +94,10 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
         Origin::Feed
     };
     let bar = cx.progress_bar("usage rows");
-    let events = match &folder.events {
+    let events = match &mut folder.events {
         Some(f) if is_new(&f.file) => {
-            let src = text::decode("events.jsonl", &f.bytes)?;
+            let bytes = std::mem::take(&mut f.bytes);
+            let src = text::decode("events.jsonl", &bytes)?;
             events::parse("events.jsonl", src, &world, origin)?
         }
         _ => Vec::new(),

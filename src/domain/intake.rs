@@ -2,7 +2,7 @@
 //! accepted (with what it writes) or rejected with the reason.
 
 use super::account::{Account, CardCharge};
-use super::licenses::LicenseBook;
+use super::licenses::{Holdings, LicenseBook};
 use super::model::{Billing, Company, Event, EventKind, World};
 use super::rerun::{check_reason, closed_boundary};
 use super::wallets::{EntryKind, LedgerEntry};
@@ -53,10 +53,10 @@ impl<'a> CompanyIntake<'a> {
         })
     }
 
-    /// The license book after every event accepted so far: which product each user held
-    /// when, for rating usage.
-    pub fn book(&self) -> &LicenseBook {
-        &self.book
+    /// Which product each user held when, after every event accepted so far: what rating
+    /// usage reads, once the events are judged.
+    pub fn into_holdings(self) -> Holdings {
+        self.book.into_holdings()
     }
 
     /// Judges `event` (the next in arrival order); an accepted one is taken into the state.

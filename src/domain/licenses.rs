@@ -84,6 +84,25 @@ pub struct AppliedRemoval {
 /// From an instant on, a user holds this product (or none).
 type Holding = (DateTime<Utc>, Option<String>);
 
+/// Which product each user of a company held when: the part of a [`LicenseBook`] that rating
+/// reads, small enough to keep for every company of a large intake.
+#[derive(Debug, Clone, Default)]
+pub struct Holdings(BTreeMap<String, Vec<Holding>>);
+
+impl Holdings {
+    /// The product `user` held at `at` (a change at that very instant counts), by the
+    /// scenario's assignments and the events applied so far; `None` for groups and users
+    /// without a license. Rating uses it: some rates depend on the caller's product.
+    pub fn product_at(&self, user: &str, at: DateTime<Utc>) -> Option<&str> {
+        self.0
+            .get(user)?
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= at)
+            .and_then(|(_, product)| product.as_deref())
+    }
+}
+
 /// The license side of one company, folded through time.
 #[derive(Debug, Clone)]
 pub struct LicenseBook {
@@ -94,7 +113,7 @@ pub struct LicenseBook {
     pools: BTreeMap<PoolKey, Pool>,
     holders: BTreeMap<String, PoolKey>,
     /// Per user, from which instant on they held which product (or none), oldest first.
-    holdings: BTreeMap<String, Vec<Holding>>,
+    holdings: Holdings,
     purchases: Vec<Purchase>,
     removals: Vec<AppliedRemoval>,
     /// Boundaries `< next_boundary` have been passed.
@@ -120,7 +139,7 @@ impl LicenseBook {
             users: BTreeMap::new(),
             pools: BTreeMap::new(),
             holders: BTreeMap::new(),
-            holdings: BTreeMap::new(),
+            holdings: Holdings::default(),
             purchases: Vec::new(),
             removals: Vec::new(),
             next_boundary: 0,
@@ -198,6 +217,7 @@ impl LicenseBook {
             None => self.holders.remove(user),
         };
         self.holdings
+            .0
             .entry(user.to_string())
             .or_default()
             .push((at, product));
@@ -348,16 +368,15 @@ impl LicenseBook {
         self.holders.get(user).map(|k| k.product.as_str())
     }
 
-    /// The product `user` held at `at` (a change at that very instant counts), by the
-    /// scenario's assignments and the events applied so far; `None` for groups and users
-    /// without a license. Rating uses it: some rates depend on the caller's product.
-    pub fn product_at(&self, user: &str, at: DateTime<Utc>) -> Option<&str> {
+    /// Which product each user held when, by the scenario's assignments and the events
+    /// applied so far.
+    pub fn holdings(&self) -> &Holdings {
+        &self.holdings
+    }
+
+    /// The holdings alone, for a caller that only rates from here on.
+    pub fn into_holdings(self) -> Holdings {
         self.holdings
-            .get(user)?
-            .iter()
-            .rev()
-            .find(|(from, _)| *from <= at)
-            .and_then(|(_, product)| product.as_deref())
     }
 
     /// Every purchase that added seats, in the order made.

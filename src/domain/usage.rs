@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::licenses::LicenseBook;
+use super::licenses::Holdings;
 use super::model::{Company, World};
 use super::money::storable;
 use super::rating::{RateCard, billed_seconds, increment_of, usage_cost};
@@ -100,14 +100,14 @@ pub fn quantity(input: &UsageInput) -> Result<u64, String> {
 /// Checks one usage row of `company` and prices it: before the anchor, an unknown office or
 /// user, a missing or out-of-range quantity, a conflicting duplicate and a missing rate are
 /// rejections (`Err` is the reason). `Ok(None)` is a duplicate of an accepted row (`earlier`
-/// is the content of the row accepted before with the same id, if any): a no-op. `book` gives the product each user held when
-/// the usage occurred.
+/// is the content of the row accepted before with the same id, if any): a no-op. `holdings`
+/// gives the product each user held when the usage occurred.
 pub fn judge(
     input: &UsageInput,
     source: (&str, i64),
     world: &World,
     company: &Company,
-    book: &LicenseBook,
+    holdings: &Holdings,
     card: &RateCard,
     earlier: Option<&str>,
 ) -> Result<Option<Usage>, String> {
@@ -139,7 +139,7 @@ pub fn judge(
         };
     }
     let product = (!party.is_empty())
-        .then(|| book.product_at(party, input.occurred_at))
+        .then(|| holdings.product_at(party, input.occurred_at))
         .flatten();
     let remote = input.remote_number.as_deref();
     let rate = card
@@ -280,6 +280,7 @@ pub struct Unrated {
 mod tests {
     use super::*;
     use crate::domain::grid::Term;
+    use crate::domain::licenses::LicenseBook;
     use crate::domain::model::{Event, EventKind, InitialPool, Party, PartyKind, Product, Rate};
     use crate::testkit::{company, dec, t, world_with};
     use std::collections::BTreeMap;
@@ -365,7 +366,15 @@ mod tests {
         let book = LicenseBook::after(&world, c, &[unassign]).unwrap();
         let card = RateCard::new(&world.rates).unwrap();
         let earlier = accepted.get(&input.id).map(String::as_str);
-        judge(input, ("usage.csv", 2), &world, c, &book, &card, earlier)
+        judge(
+            input,
+            ("usage.csv", 2),
+            &world,
+            c,
+            book.holdings(),
+            &card,
+            earlier,
+        )
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::intake::{CompanyIntake, Verdict};
+use crate::domain::licenses::{Holdings, LicenseBook};
 use crate::domain::model::{Event, World};
 use crate::domain::rating::RateCard;
 use crate::domain::usage::{UsageLine, judge};
@@ -95,6 +96,7 @@ pub async fn take_in<S: Store>(store: &S, intake: Intake<'_>) -> anyhow::Result<
         events: intake.events,
         usage: intake.usage,
         judges: BTreeMap::new(),
+        holdings: BTreeMap::new(),
         card: None,
         chunk: Vec::new(),
         chunk_rows: intake.usage_chunk.max(1),
@@ -115,9 +117,13 @@ struct Judge<'a> {
     world: &'a World,
     events: &'a [Event],
     usage: Box<dyn Iterator<Item = anyhow::Result<UsageLine>> + Send + 'a>,
-    /// Per company, its state for judging: built from the snapshot, extended by what this
-    /// intake accepts.
+    /// Per company with events, its state for judging them: built from the snapshot,
+    /// extended by what this intake accepts.
     judges: BTreeMap<CompanyId, CompanyIntake<'a>>,
+    /// Per company, which product each user held when, for the usage rows: taken from
+    /// `judges` once the events are judged (the rest of their state goes), and built
+    /// from the world for a company of usage alone.
+    holdings: BTreeMap<CompanyId, Holdings>,
     card: Option<RateCard>,
     /// The usage rows read last.
     chunk: Vec<UsageLine>,
@@ -146,6 +152,10 @@ impl IntakeJudge for Judge<'_> {
         }
         let (batch, report) = judge_events(self.events, &mut self.judges);
         self.events_report = report;
+        self.holdings = std::mem::take(&mut self.judges)
+            .into_iter()
+            .map(|(id, judge)| (id, judge.into_holdings()))
+            .collect();
         Ok(batch)
     }
 
@@ -218,11 +228,11 @@ impl<'a> Judge<'a> {
             Ok(input) => input,
             Err(reason) => return Ok(Err(reason.clone())),
         };
-        if !self.judges.contains_key(&company.id) {
+        if !self.holdings.contains_key(&company.id) {
             // No event of the company was ever accepted: its book is as loaded.
-            let judge =
-                CompanyIntake::new(world, company, Vec::new(), None).map_err(anyhow::Error::msg)?;
-            self.judges.insert(company.id.clone(), judge);
+            let book = LicenseBook::after(world, company, &[]).map_err(anyhow::Error::msg)?;
+            self.holdings
+                .insert(company.id.clone(), book.into_holdings());
         }
         let card = self.card.as_ref().expect("built before the first chunk");
         Ok(judge(
@@ -230,7 +240,7 @@ impl<'a> Judge<'a> {
             (&line.source, line.line),
             world,
             company,
-            self.judges[&company.id].book(),
+            &self.holdings[&company.id],
             card,
             earlier,
         ))

@@ -95,7 +95,6 @@ pub async fn take_in<S: Store>(store: &S, intake: Intake<'_>) -> anyhow::Result<
         world,
         events: intake.events,
         usage: intake.usage,
-        judges: BTreeMap::new(),
         holdings: BTreeMap::new(),
         card: None,
         chunk: Vec::new(),
@@ -117,12 +116,9 @@ struct Judge<'a> {
     world: &'a World,
     events: &'a [Event],
     usage: Box<dyn Iterator<Item = anyhow::Result<UsageLine>> + Send + 'a>,
-    /// Per company with events, its state for judging them: built from the snapshot,
-    /// extended by what this intake accepts.
-    judges: BTreeMap<CompanyId, CompanyIntake<'a>>,
-    /// Per company, which product each user held when, for the usage rows: taken from
-    /// `judges` once the events are judged (the rest of their state goes), and built
-    /// from the world for a company of usage alone.
+    /// Per company, which product each user held when, for the usage rows: what is left of
+    /// its state for judging events once they are judged, or built from the world for a
+    /// company of usage alone.
     holdings: BTreeMap<CompanyId, Holdings>,
     card: Option<RateCard>,
     /// The usage rows read last.
@@ -140,19 +136,21 @@ impl IntakeJudge for Judge<'_> {
             past.entry(&e.company).or_default().push(e.clone());
         }
         let world = self.world;
+        // Per company with events, its state for judging them: built from the snapshot,
+        // extended by what this intake accepts.
+        let mut judges = BTreeMap::new();
         for (id, history) in past {
-            self.judges
-                .insert(id.clone(), company_intake(world, id, history, snapshot)?);
+            judges.insert(id.clone(), company_intake(world, id, history, snapshot)?);
         }
         for e in self.events {
-            if !self.judges.contains_key(&e.company) {
+            if !judges.contains_key(&e.company) {
                 let judge = company_intake(world, &e.company, Vec::new(), snapshot)?;
-                self.judges.insert(e.company.clone(), judge);
+                judges.insert(e.company.clone(), judge);
             }
         }
-        let (batch, report) = judge_events(self.events, &mut self.judges);
+        let (batch, report) = judge_events(self.events, &mut judges);
         self.events_report = report;
-        self.holdings = std::mem::take(&mut self.judges)
+        self.holdings = judges
             .into_iter()
             .map(|(id, judge)| (id, judge.into_holdings()))
             .collect();

@@ -587,3 +587,46 @@ async fn a_failing_run_gives_its_leases_back() {
         run_due(&db.url, "2026-02-02T00:00:00Z");
     }
 }
+
+/// One load of a scenario, events and usage: a usage row is priced by the product its user
+/// held when it occurred, after the load's own events (tara holds Talk, whose local calls are
+/// free, until her license is unassigned at 09:30).
+#[test]
+fn usage_is_priced_by_the_product_held_after_the_loads_own_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = crate::support::sqlite_url(tmp.path());
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rating");
+    let scenario = std::fs::read_to_string(fixture.join("scenario.toml")).unwrap();
+    let call = |id: &str, at: &str| {
+        format!("{id},{at},rco,hq,tara,calling,local,outbound,+12125550301,+12125550201,61,,,,,,")
+    };
+    let usage = [
+        usage_header(),
+        call("before", "2026-03-02T09:00:00Z"),
+        call("after", "2026-03-02T10:00:00Z"),
+    ]
+    .join("\n");
+    let events = r#"{"at": "2026-03-02T09:30:00Z", "type": "license_unassign", "company": "rco", "user": "tara"}"#;
+    let dir = write_dir(
+        &tmp.path().join("in"),
+        &[
+            ("scenario.toml", &scenario),
+            ("events.jsonl", events),
+            ("usage.csv", &usage),
+        ],
+    );
+    let (code, stderr) = load_logged(&url, &dir);
+    assert_eq!(code, Some(0), "{stderr}");
+    run_due(&url, "2026-04-01T12:00:00Z");
+    let out = tmp.path().join("dump");
+    dump(&url, &out);
+    let rates: Vec<(String, String)> = csv_rows(&out.join("usage_records.csv"))
+        .into_iter()
+        .skip(1)
+        .map(|r| (r[0].clone(), r[11].clone()))
+        .collect();
+    assert_eq!(
+        rates,
+        [("before", "0.0000"), ("after", "0.0200")].map(|(id, rate)| (id.into(), rate.into()))
+    );
+}

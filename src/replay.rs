@@ -161,7 +161,7 @@ pub async fn replay_with_mail<S: Store>(
                 ),
                 ..filter.clone()
             };
-            let due = run_due(store, &fixture.world, t, &options, &clock).await?;
+            let due = run_due(store, &fixture.world.companies, t, &options, &clock).await?;
             report.boundaries += due.closed.len();
             report.failed.extend(due.failed);
             if let Some(mail) = mail {
@@ -169,7 +169,7 @@ pub async fn replay_with_mail<S: Store>(
                     owner: "replay".to_string(),
                     claim: chrono::Duration::hours(1),
                 };
-                deliver_due(store, &fixture.world, mail, &sender, t).await?;
+                deliver_due(store, &fixture.world.companies, mail, &sender, t).await?;
             }
         }
         for &i in &work.events {

@@ -239,6 +239,9 @@ pub struct Rate {
     pub increment: Option<(u32, u32)>,
 }
 
+/// The companies by id: what planning a run, its emails and its status need of the master data.
+pub type Companies = BTreeMap<CompanyId, Company>;
+
 /// Everything a scenario defines.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct World {

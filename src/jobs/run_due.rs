@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::{FutureExt, StreamExt};
 
 use crate::domain::close::{CompanyClose, Step};
-use crate::domain::model::{Company, Event, World};
+use crate::domain::model::{Companies, Company, Event};
 use crate::domain::usage::Unrated;
 use crate::domain::wallets::LedgerEntry;
 use crate::domain::words::CompanyId;
@@ -90,13 +90,12 @@ pub struct DueReport {
 /// others go on. Leases taken are given back on every way out, a panic included.
 pub async fn run_due<S: Store>(
     store: &S,
-    world: &World,
+    directory: &Companies,
     as_of: DateTime<Utc>,
     options: &DueOptions,
     clock: Clock<'_>,
 ) -> anyhow::Result<DueReport> {
-    let companies: Vec<&Company> = world
-        .companies
+    let companies: Vec<&Company> = directory
         .values()
         .filter(|c| {
             options
@@ -120,9 +119,10 @@ pub async fn run_due<S: Store>(
         due: due.len(),
         ..Default::default()
     };
+    drop(done);
     let run = Run {
         store,
-        world,
+        directory,
         as_of,
         options,
         clock,
@@ -153,7 +153,8 @@ fn last_due(
 /// One run's settings, shared by its chunks.
 struct Run<'a, S> {
     store: &'a S,
-    world: &'a World,
+    /// Every company, to plan by; a chunk reads its own master data.
+    directory: &'a Companies,
     as_of: DateTime<Utc>,
     options: &'a DueOptions,
     clock: Clock<'a>,
@@ -360,10 +361,13 @@ impl<S: Store> Run<'_, S> {
         // whose usage is rated reads none.
         let rating: Vec<(CompanyId, DateTime<Utc>)> = chunk
             .iter()
-            .filter(|(c, until)| self.rates(&self.world.companies[c], *until, done.get(c)))
+            .filter(|(c, until)| self.rates(&self.directory[c], *until, done.get(c)))
             .cloned()
             .collect();
         let mut histories = load_histories(self.store, &ids, &rating).await?;
+        // The chunk's own master data, read after its intake versions: a scenario loaded
+        // since changes them, and the commit is refused and the close done again.
+        let world = self.store.world_of(Some(&ids)).await?;
         // The usage email of a company's first open boundary compares with the close before.
         let spend_from: Vec<(CompanyId, u32)> = ids
             .iter()
@@ -381,9 +385,13 @@ impl<S: Store> Run<'_, S> {
                 ttl_micros: cfg.ttl.num_microseconds().unwrap_or(i64::MAX),
             });
             let history = histories.remove(id).unwrap_or_default();
+            let Some(company) = world.companies.get(id) else {
+                // Removed from the master data since the run began: nothing of it to close.
+                continue;
+            };
             let mut close = CompanyClose::new(
-                self.world,
-                &self.world.companies[id],
+                &world,
+                company,
                 &history.events,
                 history.ledger,
                 history.unrated,

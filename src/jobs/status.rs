@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::close::Step;
-use crate::domain::model::World;
+use crate::domain::model::Companies;
 use crate::domain::words::CompanyId;
 use crate::store::{LeaseRecord, StepFailure, Store};
 
@@ -61,7 +61,7 @@ impl CompanyStatus {
 /// The state of every company's closes at an instant (of one company, if given).
 pub async fn status<S: Store>(
     store: &S,
-    world: &World,
+    companies: &Companies,
     as_of: DateTime<Utc>,
     company: Option<&CompanyId>,
 ) -> anyhow::Result<Vec<CompanyStatus>> {
@@ -77,8 +77,7 @@ pub async fn status<S: Store>(
         latest_failure.insert((f.company.clone(), f.boundary_index, f.step), f);
     }
     let mut out = Vec::new();
-    for c in world
-        .companies
+    for c in companies
         .values()
         .filter(|c| company.is_none_or(|w| *w == c.id))
     {

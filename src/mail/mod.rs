@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lettre::Message;
 
-use crate::domain::model::World;
+use crate::domain::model::Companies;
 use crate::domain::usage_email::retry_delay;
 use crate::domain::usage_history::{HistoryFilter, HistoryQuery, Selection, exports_file_name};
 use crate::store::{EmailOutcome, QueuedEmail, Store};
@@ -107,7 +107,7 @@ const AT_ONCE: usize = 4;
 /// Sends every queued email due at `now`.
 pub async fn deliver_due<S: Store>(
     store: &S,
-    world: &World,
+    companies: &Companies,
     settings: &MailSettings,
     sender: &Sender,
     now: DateTime<Utc>,
@@ -131,9 +131,12 @@ pub async fn deliver_due<S: Store>(
         // and marked in turn, so that a crash between a send and its mark repeats that one
         // email only.
         let mut built = futures_util::stream::iter(&batch)
-            .map(
-                |email| async move { (email, build_one(store, world, settings, email, now).await) },
-            )
+            .map(|email| async move {
+                (
+                    email,
+                    build_one(store, companies, settings, email, now).await,
+                )
+            })
             .buffered(AT_ONCE);
         while let Some((email, message)) = built.next().await {
             let sent = match message {
@@ -204,13 +207,12 @@ impl From<anyhow::Error> for SendError {
 /// The message of `email`, its attachment read from the store.
 async fn build_one<S: Store>(
     store: &S,
-    world: &World,
+    companies: &Companies,
     settings: &MailSettings,
     email: &QueuedEmail,
     now: DateTime<Utc>,
 ) -> Result<Message, SendError> {
-    let company = world
-        .companies
+    let company = companies
         .get(&email.company)
         .ok_or_else(|| SendError::Permanent(format!("unknown company {}", email.company)))?;
     let grid = company.grid();

@@ -22,7 +22,7 @@ use crate::domain::account::CardCharge;
 use crate::domain::close::{Step, StepEffects};
 use crate::domain::invoice::Document;
 use crate::domain::job::{Job, JobStatus};
-use crate::domain::model::{Event, World};
+use crate::domain::model::{Companies, Event, World};
 use crate::domain::rerun::AdjustmentNote;
 use crate::domain::usage::{Rating, Unrated, Usage};
 use crate::domain::usage_email::Spend;
@@ -433,7 +433,16 @@ pub trait Store {
     async fn save_world(&self, world: &World) -> anyhow::Result<()>;
 
     /// Reads all master data.
-    async fn world(&self) -> anyhow::Result<World>;
+    async fn world(&self) -> anyhow::Result<World> {
+        self.world_of(None).await
+    }
+
+    /// Reads the companies alone, without their offices, users or other master data.
+    async fn companies(&self) -> anyhow::Result<Companies>;
+
+    /// Reads the master data of `companies`: their companies, offices, users and groups,
+    /// admins, pools, bundles and allowances, with every product and the whole rate card.
+    async fn world_of(&self, companies: Option<&[CompanyId]>) -> anyhow::Result<World>;
 
     /// The files among `sha256s` that were loaded before.
     async fn loaded_files(&self, sha256s: &[String]) -> anyhow::Result<Vec<LoadedFile>>;

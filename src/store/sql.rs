@@ -21,7 +21,7 @@ use super::{
 use crate::domain::account::CardCharge;
 use crate::domain::close::StepEffects;
 use crate::domain::invoice::Document;
-use crate::domain::model::{AdminRole, Company, Event, World};
+use crate::domain::model::{AdminRole, Companies, Company, Event, World};
 use crate::domain::usage::{Rating, Unrated};
 use crate::domain::wallets::LedgerEntry;
 use crate::domain::words::CompanyId;
@@ -185,6 +185,28 @@ where
             out.extend(qb.build_query_as::<T>().fetch_all(&mut *conn).await?);
         }
         Ok(out)
+    }
+
+    /// The companies among `companies` (every one for `None`), by id.
+    async fn read_companies(
+        conn: &mut DB::Connection,
+        companies: Option<&[CompanyId]>,
+    ) -> anyhow::Result<Companies> {
+        let rows: Vec<CompanyRow> = Self::rows_of(
+            conn,
+            "SELECT id, name, time_zone, currency, anchor, billing, card_verified, credit_sharing, \
+             primary_office, ar_threshold, ar_amount FROM companies",
+            "id",
+            companies,
+            "ORDER BY id",
+        )
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let c = row.into_domain()?;
+                Ok((c.id.clone(), c))
+            })
+            .collect()
     }
 
     pub(super) async fn insert_card_charges(
@@ -843,67 +865,84 @@ where
         Ok(())
     }
 
-    async fn world(&self) -> anyhow::Result<World> {
+    async fn companies(&self) -> anyhow::Result<Companies> {
+        let mut conn = self.pool.acquire().await?;
+        Self::read_companies(&mut conn, None).await
+    }
+
+    async fn world_of(&self, companies: Option<&[CompanyId]>) -> anyhow::Result<World> {
+        let mut conn = self.pool.acquire().await?;
+        let conn = &mut *conn;
         let mut world = World::default();
-        let companies: Vec<CompanyRow> = sqlx::query_as(
-            "SELECT id, name, time_zone, currency, anchor, billing, card_verified, credit_sharing, \
-             primary_office, ar_threshold, ar_amount FROM companies ORDER BY id",
+        world.companies = Self::read_companies(conn, companies).await?;
+        // Each list in scenario order, company by company.
+        const ORDER: &str = "ORDER BY ord, company_id";
+        let offices: Vec<OfficeRow> = Self::rows_of(
+            conn,
+            "SELECT company_id, id, name FROM offices",
+            "company_id",
+            companies,
+            ORDER,
         )
-        .fetch_all(&self.pool)
         .await?;
-        for row in companies {
-            let c = row.into_domain()?;
-            world.companies.insert(c.id.clone(), c);
-        }
-        let offices: Vec<OfficeRow> =
-            sqlx::query_as("SELECT company_id, id, name FROM offices ORDER BY ord, company_id")
-                .fetch_all(&self.pool)
-                .await?;
         world.offices = offices.into_iter().map(OfficeRow::into_domain).collect();
-        let parties: Vec<PartyRow> = sqlx::query_as(
-            "SELECT company_id, id, kind, office_id, name, phone, product FROM parties \
-             ORDER BY ord, company_id",
+        let parties: Vec<PartyRow> = Self::rows_of(
+            conn,
+            "SELECT company_id, id, kind, office_id, name, phone, product FROM parties",
+            "company_id",
+            companies,
+            ORDER,
         )
-        .fetch_all(&self.pool)
         .await?;
         world.parties = parties
             .into_iter()
             .map(PartyRow::into_domain)
             .collect::<anyhow::Result<_>>()?;
-        let admins: Vec<AdminRow> = sqlx::query_as(
-            "SELECT company_id, email, office_id FROM admins ORDER BY ord, company_id",
+        let admins: Vec<AdminRow> = Self::rows_of(
+            conn,
+            "SELECT company_id, email, office_id FROM admins",
+            "company_id",
+            companies,
+            ORDER,
         )
-        .fetch_all(&self.pool)
         .await?;
         world.admins = admins.into_iter().map(AdminRow::into_domain).collect();
         let products: Vec<ProductRow> =
             sqlx::query_as("SELECT code, name, term, unit_price FROM products ORDER BY code")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?;
         for row in products {
             let p = row.into_domain()?;
             world.products.insert(p.code.clone(), p);
         }
-        let pools: Vec<PoolRow> = sqlx::query_as(
-            "SELECT company_id, office_id, product, quantity FROM initial_pools ORDER BY ord, company_id",
+        let pools: Vec<PoolRow> = Self::rows_of(
+            conn,
+            "SELECT company_id, office_id, product, quantity FROM initial_pools",
+            "company_id",
+            companies,
+            ORDER,
         )
-        .fetch_all(&self.pool)
         .await?;
         world.pools = pools.into_iter().map(PoolRow::into_domain).collect();
-        let bundles: Vec<BundleRow> = sqlx::query_as(
-            "SELECT company_id, id, scope, kind, credits, fee, cadence, start FROM bundles \
-             ORDER BY ord, company_id",
+        let bundles: Vec<BundleRow> = Self::rows_of(
+            conn,
+            "SELECT company_id, id, scope, kind, credits, fee, cadence, start FROM bundles",
+            "company_id",
+            companies,
+            ORDER,
         )
-        .fetch_all(&self.pool)
         .await?;
         world.bundles = bundles
             .into_iter()
             .map(BundleRow::into_domain)
             .collect::<anyhow::Result<_>>()?;
-        let allowances: Vec<AllowanceRow> = sqlx::query_as(
-            "SELECT company_id, service, amount FROM allowances ORDER BY ord, company_id",
+        let allowances: Vec<AllowanceRow> = Self::rows_of(
+            conn,
+            "SELECT company_id, service, amount FROM allowances",
+            "company_id",
+            companies,
+            ORDER,
         )
-        .fetch_all(&self.pool)
         .await?;
         world.allowances = allowances
             .into_iter()
@@ -913,7 +952,7 @@ where
             "SELECT service, usage_type, direction, prefix, product, price_micros, price_scale, \
              increment_first, increment_next FROM rates ORDER BY ord",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         world.rates = rates
             .into_iter()
@@ -959,10 +998,14 @@ where
                 request.files.iter().map(|f| f.name.clone()).collect(),
             ));
         }
+        // New master data changes what a close of its companies computes, as their events
+        // and usage do: a close that read the old refuses to commit and is done again.
+        let mut bumped = request.companies.to_vec();
         if let Some(world) = request.world {
             Self::write_world(&mut tx, world).await?;
+            bumped.extend(world.companies.keys().cloned());
         }
-        Self::bump_intake(&mut tx, request.companies).await?;
+        Self::bump_intake(&mut tx, &bumped).await?;
         let snapshot = Self::snapshot(&mut tx, request.companies).await?;
         let events = judge.events(&snapshot)?;
         Self::write_events(&mut tx, &events).await?;

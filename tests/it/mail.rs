@@ -256,7 +256,7 @@ fn starttls_is_used_when_offered_and_the_certificate_is_checked() {
         with_store!(&store, s => {
             let world = s.world().await.unwrap();
             let later = Utc::now() + chrono::Duration::minutes(5);
-            deliver_due(s, &world, &settings, &sender(), later).await.unwrap()
+            deliver_due(s, &world.companies, &settings, &sender(), later).await.unwrap()
         })
     });
     assert_eq!(report.sent, 6, "{report:?}");
@@ -308,9 +308,9 @@ fn server_down_the_close_commits_and_the_mail_waits_then_goes_once() {
         let (early, due, again) = block_on(async {
             with_store!(&store, s => {
                 let world = s.world().await.unwrap();
-                let early = deliver_due(s, &world, &settings, &sender(), retry_at - chrono::Duration::seconds(1)).await.unwrap();
-                let due = deliver_due(s, &world, &settings, &sender(), retry_at).await.unwrap();
-                let again = deliver_due(s, &world, &settings, &sender(), retry_at + chrono::Duration::hours(2)).await.unwrap();
+                let early = deliver_due(s, &world.companies, &settings, &sender(), retry_at - chrono::Duration::seconds(1)).await.unwrap();
+                let due = deliver_due(s, &world.companies, &settings, &sender(), retry_at).await.unwrap();
+                let again = deliver_due(s, &world.companies, &settings, &sender(), retry_at + chrono::Duration::hours(2)).await.unwrap();
                 (early, due, again)
             })
         });

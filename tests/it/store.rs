@@ -5,8 +5,9 @@ use std::sync::Arc;
 use billrun::domain::close::{Step, StepEffects};
 use billrun::domain::invoice::{Document, DocumentKind, Line, LineKind};
 use billrun::domain::job::{Job, JobStatus};
-use billrun::domain::model::Event;
+use billrun::domain::model::{Event, World};
 use billrun::domain::money::Currency;
+use billrun::domain::words::CompanyId;
 use billrun::fixture::Fixture;
 use billrun::jobs::intake::{Intake, Taken, USAGE_CHUNK, take_in};
 use billrun::jobs::{DueOptions, run_due};
@@ -74,9 +75,65 @@ async fn master_data_of_more_companies_than_one_statement_takes_round_trips() {
             assert_eq!(s.world().await.unwrap(), fx.world, "{}", db.backend);
             s.save_world(&fx.world).await.unwrap();
             assert_eq!(s.world().await.unwrap(), fx.world, "{}", db.backend);
+            // A close reads the master data of its chunk only: the same, company for company,
+            // as the whole world's, and nothing of any other company. 600 companies are two
+            // statements' worth.
+            let ids: Vec<CompanyId> = fx.world.companies.keys().cloned().collect();
+            for part in [&ids[..1], &ids[700..701], &ids[..128], &ids[300..900]] {
+                let got = s.world_of(Some(part)).await.unwrap();
+                assert_same_master_data(&got, &fx.world, part, &db.backend);
+            }
+            assert_eq!(s.companies().await.unwrap(), fx.world.companies, "{}", db.backend);
         });
     })
     .await;
+}
+
+/// `got` holds what `whole` holds of `companies`, in the same order, and nothing else.
+fn assert_same_master_data(got: &World, whole: &World, companies: &[CompanyId], backend: &str) {
+    let ids: Vec<&CompanyId> = got.companies.keys().collect();
+    assert_eq!(ids, companies.iter().collect::<Vec<_>>(), "{backend}");
+    for c in companies {
+        assert_eq!(got.companies[c], whole.companies[c], "{backend} {c}");
+        let c = c.as_str();
+        assert_eq!(
+            got.offices_of(c).collect::<Vec<_>>(),
+            whole.offices_of(c).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            got.parties_of(c).collect::<Vec<_>>(),
+            whole.parties_of(c).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            got.pools_of(c).collect::<Vec<_>>(),
+            whole.pools_of(c).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            got.bundles_of(c).collect::<Vec<_>>(),
+            whole.bundles_of(c).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            got.allowances_of(c).collect::<Vec<_>>(),
+            whole.allowances_of(c).collect::<Vec<_>>()
+        );
+        let admins = |w: &World| -> Vec<_> {
+            w.admins
+                .iter()
+                .filter(|a| a.company.as_str() == c)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(admins(got), admins(whole), "{backend} {c}");
+    }
+    let held = |company: &CompanyId| companies.contains(company);
+    assert!(got.offices.iter().all(|o| held(&o.company)), "{backend}");
+    assert!(got.parties.iter().all(|p| held(&p.company)), "{backend}");
+    assert!(got.admins.iter().all(|a| held(&a.company)), "{backend}");
+    assert!(got.pools.iter().all(|p| held(&p.company)), "{backend}");
+    assert!(got.bundles.iter().all(|b| held(&b.company)), "{backend}");
+    assert!(got.allowances.iter().all(|a| held(&a.company)), "{backend}");
+    assert_eq!(got.products, whole.products, "{backend}");
+    assert_eq!(got.rates, whole.rates, "{backend}");
 }
 
 /// An intake judge that records a batch of events decided beforehand.
@@ -124,6 +181,28 @@ async fn events_keep_their_verdicts_and_order() {
             let one = &fx.events[1].company;
             let only = s.accepted_events(Some(std::slice::from_ref(one))).await.unwrap();
             assert!(!only.is_empty() && only.iter().all(|e| &e.company == one));
+        });
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn new_master_data_refuses_a_close_computed_on_the_old() {
+    // A close commits only if the intake versions it read are still the companies'; a
+    // scenario taken in raises the versions of its companies, as events and usage do.
+    let fx = Fixture::read(&fixture("demo")).unwrap();
+    each_backend(async |db, store| {
+        with_store!(store, s => {
+            s.migrate().await.unwrap();
+            let ids: Vec<CompanyId> = fx.world.companies.keys().cloned().collect();
+            let before = s.intake_versions(&ids).await.unwrap();
+            let request = IntakeRequest { world: Some(&fx.world), files: &[], companies: &[] };
+            assert_eq!(s.take_in(request, &mut Recorded(None)).await.unwrap(), IntakeOutcome::Recorded);
+            let after = s.intake_versions(&ids).await.unwrap();
+            for c in &ids {
+                let version = |v: &std::collections::BTreeMap<CompanyId, i64>| v.get(c).copied().unwrap_or(0);
+                assert!(version(&after) > version(&before), "{} {c}", db.backend);
+            }
         });
     })
     .await;
@@ -284,11 +363,11 @@ async fn close_demo(db: &TestDb, until: DateTime<Utc>, late: bool) -> Vec<Docume
         if !late {
             let mut at = t("2026-01-01T00:00:00Z");
             while at < until {
-                run_due(s, &fx.world, at, &DueOptions::default(), &wall).await.unwrap();
+                run_due(s, &fx.world.companies, at, &DueOptions::default(), &wall).await.unwrap();
                 at += chrono::Duration::hours(13);
             }
         }
-        let report = run_due(s, &fx.world, until, &DueOptions::default(), &wall).await.unwrap();
+        let report = run_due(s, &fx.world.companies, until, &DueOptions::default(), &wall).await.unwrap();
         assert!(report.failed.is_empty(), "{:?}", report.failed);
         s.documents().await.unwrap()
     })

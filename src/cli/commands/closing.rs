@@ -15,6 +15,7 @@ use crate::cli::args::{RunDueArgs, ScheduleArgs};
 use crate::cli::metrics::{self, RunMetrics};
 use chrono::{DateTime, Utc};
 
+use billrun::domain::model::Companies;
 use billrun::domain::words::CompanyId;
 
 use crate::cli::{Context, EXIT_OK, EXIT_UNDONE, Failure, on_store};
@@ -42,10 +43,10 @@ pub async fn run_due<S: Store>(
 ) -> Result<u8, Failure> {
     let started = std::time::Instant::now();
     let as_of = cx.instant_or_now("as-of", args.as_of.as_deref())?;
-    let world = store.world().await?;
-    log_companies(url, &world);
+    let directory = store.companies().await?;
+    log_companies(url, &directory);
     let companies = match &args.company {
-        Some(c) => Some(BTreeSet::from([known_company(&world, c)?.id.clone()])),
+        Some(c) => Some(BTreeSet::from([known_company(&directory, c)?.id.clone()])),
         None => None,
     };
     let options = DueOptions {
@@ -55,22 +56,22 @@ pub async fn run_due<S: Store>(
         lease: Some(lease(cx, args.lease_seconds)),
         progress: Some(cx.progress_bar("companies")),
     };
-    let report = close_and_deliver(store, &world, cx, mail, args.lease_seconds, async {
-        jobs::run_due(store, &world, as_of, &options, &cx.clock).await
+    let report = close_and_deliver(store, &directory, cx, mail, args.lease_seconds, async {
+        jobs::run_due(store, &directory, as_of, &options, &cx.clock).await
     })
     .await?;
     let code = report_due(store, &report, started, cx.now()).await?;
     if let Some(path) = &args.metrics_file {
-        write_metrics(store, &world, cx, path, &report, code, started).await?;
+        write_metrics(store, &directory, cx, path, &report, code, started).await?;
     }
     Ok(code)
 }
 
 /// Says which database a run reads and how many companies it saw: none is a warning, since
 /// a run that bills nobody is more often a wrong database than a quiet day.
-fn log_companies(url: &str, world: &billrun::domain::model::World) {
+fn log_companies(url: &str, directory: &Companies) {
     let database = billrun::store::redact_url(url);
-    match world.companies.len() {
+    match directory.len() {
         0 => tracing::warn!(database = %database, "no companies in the database: nothing to bill"),
         n => tracing::info!(database = %database, companies = n, "companies read"),
     }
@@ -83,7 +84,7 @@ fn log_companies(url: &str, world: &billrun::domain::model::World) {
 /// failed, none: what its commits queued and no round sent yet waits for the next run.
 async fn close_and_deliver<S: Store>(
     store: &S,
-    world: &billrun::domain::model::World,
+    directory: &Companies,
     cx: &Context,
     mail: &MailSettings,
     claim_seconds: u64,
@@ -109,7 +110,7 @@ async fn close_and_deliver<S: Store>(
             if state == 2 {
                 break;
             }
-            let round = deliver_due(store, world, mail, &sender, cx.now()).await?;
+            let round = deliver_due(store, directory, mail, &sender, cx.now()).await?;
             let idle = round == DeliveryReport::default();
             total += round;
             if state == 1 {
@@ -167,16 +168,16 @@ pub async fn schedule(
             let lease = lease.clone();
             async move {
                 let started = std::time::Instant::now();
-                let world = s.world().await?;
-                log_companies(url, &world);
+                let directory = s.companies().await?;
+                log_companies(url, &directory);
                 let options = DueOptions { lease: Some(lease), ..Default::default() };
-                let report = close_and_deliver(s, &world, cx, mail, schedule.lease.as_secs(), async {
-                    jobs::run_due(s, &world, cx.now(), &options, &cx.clock).await
+                let report = close_and_deliver(s, &directory, cx, mail, schedule.lease.as_secs(), async {
+                    jobs::run_due(s, &directory, cx.now(), &options, &cx.clock).await
                 })
                 .await?;
                 let code = report_due(s, &report, started, cx.now()).await?;
                 if let Some(path) = metrics_file {
-                    write_metrics(s, &world, cx, path, &report, code, started).await?;
+                    write_metrics(s, &directory, cx, path, &report, code, started).await?;
                 }
                 Ok(())
             }
@@ -190,7 +191,7 @@ pub async fn schedule(
 /// read after it, the oldest boundary still pending and the email queue.
 async fn write_metrics<S: Store>(
     store: &S,
-    world: &billrun::domain::model::World,
+    directory: &Companies,
     cx: &Context,
     path: &Path,
     report: &DueReport,
@@ -198,7 +199,7 @@ async fn write_metrics<S: Store>(
     started: std::time::Instant,
 ) -> anyhow::Result<()> {
     let now = cx.now();
-    let status = jobs::status::status(store, world, now, None).await?;
+    let status = jobs::status::status(store, directory, now, None).await?;
     let oldest_pending_age = status
         .iter()
         .filter_map(|c| c.pending.first())

@@ -25,7 +25,7 @@ pub async fn export_usage<S: Store>(
 ) -> Result<u8, Failure> {
     let input = |flag: &str, m: String| Failure::Input(format!("--{flag}: {m}"));
     let world = store.world().await?;
-    let company = known_company(&world, &args.company)?;
+    let company = known_company(&world.companies, &args.company)?;
     let grid = company.grid();
     let office = match &args.office {
         Some(o) => Some(

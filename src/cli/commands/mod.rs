@@ -14,7 +14,7 @@ pub use replaying::{gen_fixture, replay};
 pub use reports::{dump, plan_usage, status};
 pub use rerunning::{invoice, rerun};
 
-use billrun::domain::model::{Company, World};
+use billrun::domain::model::{Companies, Company};
 use billrun::store::{Store, redact_url};
 
 use super::{EXIT_OK, Failure};
@@ -27,9 +27,8 @@ pub async fn migrate<S: Store>(store: &S, url: &str) -> Result<u8, Failure> {
 }
 
 /// The company a `--company` flag names, refused when the database does not know it.
-fn known_company<'w>(world: &'w World, company: &str) -> Result<&'w Company, Failure> {
-    world
-        .companies
+fn known_company<'w>(companies: &'w Companies, company: &str) -> Result<&'w Company, Failure> {
+    companies
         .get(company)
         .ok_or_else(|| Failure::Input(format!("--company: unknown company {company:?}")))
 }

@@ -18,12 +18,12 @@ pub async fn status<S: Store>(store: &S, cx: &Context, args: StatusArgs) -> Resu
     let as_of = cx.instant_or_now("as-of", args.as_of.as_deref())?;
     let lag = chrono::Duration::from_std(args.max_lag)
         .map_err(|_| Failure::Input("--max-lag: too long".into()))?;
-    let world = store.world().await?;
+    let directory = store.companies().await?;
     let company = match &args.company {
-        Some(c) => Some(known_company(&world, c)?.id.clone()),
+        Some(c) => Some(known_company(&directory, c)?.id.clone()),
         None => None,
     };
-    let rows = jobs::status::status(store, &world, as_of, company.as_ref()).await?;
+    let rows = jobs::status::status(store, &directory, as_of, company.as_ref()).await?;
     let rejections = store
         .rejections()
         .await?
@@ -76,7 +76,7 @@ pub async fn plan_usage<S: Store>(
 ) -> Result<u8, Failure> {
     let as_of = cx.instant_or_now("as-of", as_of.as_deref())?;
     let world = store.world().await?;
-    let company = known_company(&world, company)?;
+    let company = known_company(&world.companies, company)?;
     let office = match &office {
         Some(o) => Some(
             world
@@ -106,7 +106,7 @@ pub async fn dump<S: Store>(
     company: Option<String>,
 ) -> Result<u8, Failure> {
     let company = match &company {
-        Some(c) => Some(known_company(&store.world().await?, c)?.id.clone()),
+        Some(c) => Some(known_company(&store.companies().await?, c)?.id.clone()),
         None => None,
     };
     let bar = cx.progress_bar("files");

@@ -63,7 +63,10 @@ pub async fn rerun<S: Store>(store: &S, cx: &Context, args: RerunArgs) -> Result
             EXIT_OK
         });
     }
-    let company = known_company(&world, args.company.as_deref().unwrap_or_default())?;
+    let company = known_company(
+        &world.companies,
+        args.company.as_deref().unwrap_or_default(),
+    )?;
     let boundary = date_flag("boundary", args.boundary.as_deref())?;
     let report = rerun::rerun(store, &world, &company.id, boundary, &options, &cx.clock)
         .await

@@ -81,7 +81,7 @@ async fn master_data_of_more_companies_than_one_statement_takes_round_trips() {
             let ids: Vec<CompanyId> = fx.world.companies.keys().cloned().collect();
             for part in [&ids[..1], &ids[700..701], &ids[..128], &ids[300..900]] {
                 let got = s.world_of(Some(part)).await.unwrap();
-                assert_same_master_data(&got, &fx.world, part, &db.backend);
+                assert_same_master_data(&got, &fx.world, part, db.backend);
             }
             assert_eq!(s.companies().await.unwrap(), fx.world.companies, "{}", db.backend);
         });

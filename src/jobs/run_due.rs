@@ -385,10 +385,11 @@ impl<S: Store> Run<'_, S> {
                 ttl_micros: cfg.ttl.num_microseconds().unwrap_or(i64::MAX),
             });
             let history = histories.remove(id).unwrap_or_default();
-            let Some(company) = world.companies.get(id) else {
-                // Removed from the master data since the run began: nothing of it to close.
-                continue;
-            };
+            // Companies are never removed from the master data.
+            let company = world
+                .companies
+                .get(id)
+                .ok_or_else(|| anyhow::anyhow!("company {id} has no master data"))?;
             let mut close = CompanyClose::new(
                 &world,
                 company,

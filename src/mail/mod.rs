@@ -212,9 +212,14 @@ async fn build_one<S: Store>(
     email: &QueuedEmail,
     now: DateTime<Utc>,
 ) -> Result<Message, SendError> {
-    let company = companies
-        .get(&email.company)
-        .ok_or_else(|| SendError::Permanent(format!("unknown company {}", email.company)))?;
+    // Companies are never removed: one missing was added since this run read the list (by a
+    // load, while another instance closed it), and the next run knows it.
+    let company = companies.get(&email.company).ok_or_else(|| {
+        SendError::Transient(format!(
+            "company {} is newer than the company list this run read",
+            email.company
+        ))
+    })?;
     let grid = company.grid();
     let k = email.boundary_index;
     let query = HistoryQuery {

@@ -321,6 +321,42 @@ fn server_down_the_close_commits_and_the_mail_waits_then_goes_once() {
 }
 
 #[test]
+fn an_email_of_a_company_the_run_does_not_know_yet_waits_and_goes_later() {
+    // A run reads the company list when it starts; another instance may queue emails of a
+    // company loaded since. They wait for a run that knows it instead of failing for good.
+    for db in block_on(TestDb::all()) {
+        load(&db.url, &fixture("credits-wallets"));
+        let port = free_port();
+        assert_eq!(
+            run_due_mailing(&db.url, &format!("smtp://127.0.0.1:{port}"), &[], None),
+            Some(0)
+        );
+        let outbox = tempfile::tempdir().unwrap();
+        let settings = MailSettings::outbox(outbox.path().to_path_buf());
+        let store = block_on(db.store());
+        let (unknown, known) = block_on(async {
+            with_store!(&store, s => {
+                let later = Utc::now() + chrono::Duration::minutes(5);
+                let none = billrun::domain::model::Companies::new();
+                let unknown = deliver_due(s, &none, &settings, &sender(), later).await.unwrap();
+                let world = s.world().await.unwrap();
+                let much_later = later + chrono::Duration::hours(2);
+                let known = deliver_due(s, &world.companies, &settings, &sender(), much_later).await.unwrap();
+                (unknown, known)
+            })
+        });
+        assert_eq!(
+            (unknown.sent, unknown.retrying, unknown.failed),
+            (0, 6, 0),
+            "{}",
+            db.backend
+        );
+        assert_eq!((known.sent, known.failed), (6, 0), "{}", db.backend);
+        assert_eq!(std::fs::read_dir(outbox.path()).unwrap().count(), 6);
+    }
+}
+
+#[test]
 fn a_refused_recipient_is_marked_failed_and_the_others_go() {
     for db in block_on(TestDb::all()) {
         load(&db.url, &fixture("credits-wallets"));

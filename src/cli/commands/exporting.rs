@@ -24,7 +24,8 @@ pub async fn export_usage<S: Store>(
     args: ExportArgs,
 ) -> Result<u8, Failure> {
     let input = |flag: &str, m: String| Failure::Input(format!("--{flag}: {m}"));
-    let world = store.world().await?;
+    // This company's master data only: an export holds nothing of the others.
+    let world = store.world_of(Some(&[args.company.clone().into()])).await?;
     let company = known_company(&world.companies, &args.company)?;
     let grid = company.grid();
     let office = match &args.office {

@@ -96,26 +96,17 @@ fn assert_same_master_data(got: &World, whole: &World, companies: &[CompanyId], 
     for c in companies {
         assert_eq!(got.companies[c], whole.companies[c], "{backend} {c}");
         let c = c.as_str();
-        assert_eq!(
-            got.offices_of(c).collect::<Vec<_>>(),
-            whole.offices_of(c).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            got.parties_of(c).collect::<Vec<_>>(),
-            whole.parties_of(c).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            got.pools_of(c).collect::<Vec<_>>(),
-            whole.pools_of(c).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            got.bundles_of(c).collect::<Vec<_>>(),
-            whole.bundles_of(c).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            got.allowances_of(c).collect::<Vec<_>>(),
-            whole.allowances_of(c).collect::<Vec<_>>()
-        );
+        // Each per-company list, item for item.
+        macro_rules! same {
+            ($($list:ident),*) => {$(
+                assert_eq!(
+                    got.$list(c).collect::<Vec<_>>(),
+                    whole.$list(c).collect::<Vec<_>>(),
+                    "{backend} {c} {}", stringify!($list)
+                );
+            )*};
+        }
+        same!(offices_of, parties_of, pools_of, bundles_of, allowances_of);
         let admins = |w: &World| -> Vec<_> {
             w.admins
                 .iter()

@@ -131,29 +131,30 @@ struct Judge<'a> {
 
 impl IntakeJudge for Judge<'_> {
     fn events(&mut self, snapshot: &IntakeSnapshot) -> anyhow::Result<EventBatch> {
+        let world = self.world;
         let mut past: BTreeMap<&CompanyId, Vec<Event>> = BTreeMap::new();
         for e in &snapshot.events {
             past.entry(&e.company).or_default().push(e.clone());
         }
-        let world = self.world;
-        // Per company with events, its state for judging them: built from the snapshot,
-        // extended by what this intake accepts.
-        let mut judges = BTreeMap::new();
+        let mut incoming: BTreeMap<&CompanyId, Vec<usize>> = BTreeMap::new();
+        for (i, e) in self.events.iter().enumerate() {
+            incoming.entry(&e.company).or_default().push(i);
+            past.entry(&e.company).or_default();
+        }
+        // A company's events are judged against its own state alone, so one company's state
+        // is held at a time: built from the snapshot, extended by what this intake accepts,
+        // and kept only as the holdings its usage rows are judged against.
+        let mut verdicts: Vec<(usize, Verdict)> = Vec::with_capacity(self.events.len());
         for (id, history) in past {
-            judges.insert(id.clone(), company_intake(world, id, history, snapshot)?);
-        }
-        for e in self.events {
-            if !judges.contains_key(&e.company) {
-                let judge = company_intake(world, &e.company, Vec::new(), snapshot)?;
-                judges.insert(e.company.clone(), judge);
+            let mut judge = company_intake(world, id, history, snapshot)?;
+            for &i in incoming.get(id).into_iter().flatten() {
+                verdicts.push((i, judge.judge(&self.events[i])));
             }
+            self.holdings.insert(id.clone(), judge.into_holdings());
         }
-        let (batch, report) = judge_events(self.events, &mut judges);
+        verdicts.sort_unstable_by_key(|(i, _)| *i);
+        let (batch, report) = record_verdicts(self.events, verdicts);
         self.events_report = report;
-        self.holdings = judges
-            .into_iter()
-            .map(|(id, judge)| (id, judge.into_holdings()))
-            .collect();
         Ok(batch)
     }
 
@@ -260,17 +261,17 @@ fn company_intake<'a>(
         .map_err(anyhow::Error::msg)
 }
 
-fn judge_events(
+/// The verdicts of `events` (each with its event's index, in arrival order) as a batch to
+/// record.
+fn record_verdicts(
     events: &[Event],
-    judges: &mut BTreeMap<CompanyId, CompanyIntake<'_>>,
+    verdicts: Vec<(usize, Verdict)>,
 ) -> (EventBatch, IntakeReport) {
     let mut report = IntakeReport::default();
     let mut batch = EventBatch::default();
-    for event in events {
-        let Some(judge) = judges.get_mut(&event.company) else {
-            continue;
-        };
-        let rejection = match judge.judge(event) {
+    for (i, verdict) in verdicts {
+        let event = &events[i];
+        let rejection = match verdict {
             Verdict::Duplicate => {
                 report.duplicates += 1;
                 continue;

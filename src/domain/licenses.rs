@@ -85,21 +85,29 @@ pub struct AppliedRemoval {
 type Holding = (DateTime<Utc>, Option<String>);
 
 /// Which product each user of a company held when: the part of a [`LicenseBook`] that rating
-/// reads, small enough to keep for every company of a large intake.
+/// reads, small enough to keep for every company of a large intake. It holds the changes the
+/// events made; a user they never touched holds what the scenario gave them.
 #[derive(Debug, Clone, Default)]
 pub struct Holdings(BTreeMap<String, Vec<Holding>>);
 
 impl Holdings {
-    /// The product `user` held at `at` (a change at that very instant counts), by the
-    /// scenario's assignments and the events applied so far; `None` for groups and users
+    /// The product `user` held at `at` (a change at that very instant counts): `opening`, the
+    /// product the scenario gave them, until an event changed it. `None` for groups and users
     /// without a license. Rating uses it: some rates depend on the caller's product.
-    pub fn product_at(&self, user: &str, at: DateTime<Utc>) -> Option<&str> {
-        self.0
-            .get(user)?
-            .iter()
-            .rev()
-            .find(|(from, _)| *from <= at)
-            .and_then(|(_, product)| product.as_deref())
+    pub fn product_at<'a>(
+        &'a self,
+        user: &str,
+        at: DateTime<Utc>,
+        opening: Option<&'a str>,
+    ) -> Option<&'a str> {
+        let changed = self
+            .0
+            .get(user)
+            .and_then(|changes| changes.iter().rev().find(|(from, _)| *from <= at));
+        match changed {
+            Some((_, product)) => product.as_deref(),
+            None => opening,
+        }
     }
 }
 
@@ -155,7 +163,7 @@ impl LicenseBook {
             if let Some(product) = &party.product {
                 let key = PoolKey::new(&party.office, product);
                 book.pools.entry(key.clone()).or_default().assigned += 1;
-                book.hold(DateTime::<Utc>::MIN_UTC, &party.id, Some(key));
+                book.holders.insert(party.id.clone(), key);
             }
         }
         book

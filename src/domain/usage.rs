@@ -124,12 +124,17 @@ pub fn judge(
         ));
     };
     let party = input.party.as_str();
-    if !party.is_empty() && !world.parties_of(&company.id).any(|p| p.id == party) {
-        return Err(format!(
-            "unknown user or group {party} of company {}",
-            company.id
-        ));
-    }
+    let opening = if party.is_empty() {
+        None
+    } else {
+        let Some(p) = world.parties_of(&company.id).find(|p| p.id == party) else {
+            return Err(format!(
+                "unknown user or group {party} of company {}",
+                company.id
+            ));
+        };
+        p.product.as_deref()
+    };
     let quantity = quantity(input)?;
     if let Some(earlier) = earlier {
         return if earlier == input.content {
@@ -139,7 +144,7 @@ pub fn judge(
         };
     }
     let product = (!party.is_empty())
-        .then(|| holdings.product_at(party, input.occurred_at))
+        .then(|| holdings.product_at(party, input.occurred_at, opening))
         .flatten();
     let remote = input.remote_number.as_deref();
     let rate = card

@@ -127,28 +127,43 @@ pub async fn deliver_due<S: Store>(
         if batch.is_empty() {
             break;
         }
-        // Attachments are read and messages built a few at a time; each email is then sent
-        // and marked in turn, so that a crash between a send and its mark repeats that one
-        // email only.
-        let mut built = futures_util::stream::iter(&batch)
-            .map(|email| async move {
-                (
-                    email,
-                    build_one(store, companies, settings, email, now).await,
-                )
-            })
-            .buffered(AT_ONCE);
-        while let Some((email, message)) = built.next().await {
-            let sent = match message {
-                Ok(message) => send_one(settings, smtp.as_ref(), email, message).await,
-                Err(e) => Err(e),
-            };
-            match record(store, sender, email, sent, now).await? {
-                EmailOutcome::Sent(_) => report.sent += 1,
-                EmailOutcome::Retry { .. } => report.retrying += 1,
-                EmailOutcome::Failed(_) => report.failed += 1,
+        // Attachments are read and messages built a few at a time, ahead of the sends; each
+        // email is then sent and marked in turn, so that a crash between a send and its mark
+        // repeats that one email only. The building is its own future beside the sending, so
+        // it goes on while an email is written or marked.
+        let (ready, mut built) = tokio::sync::mpsc::channel(1);
+        let batch = &batch;
+        let build = async move {
+            let mut messages = futures_util::stream::iter(batch)
+                .map(|email| async move {
+                    (
+                        email,
+                        build_one(store, companies, settings, email, now).await,
+                    )
+                })
+                .buffered(AT_ONCE);
+            while let Some(message) = messages.next().await {
+                if ready.send(message).await.is_err() {
+                    break;
+                }
             }
-        }
+        };
+        let send = async {
+            while let Some((email, message)) = built.recv().await {
+                let sent = match message {
+                    Ok(message) => send_one(settings, smtp.as_ref(), email, message).await,
+                    Err(e) => Err(e),
+                };
+                match record(store, sender, email, sent, now).await? {
+                    EmailOutcome::Sent(_) => report.sent += 1,
+                    EmailOutcome::Retry { .. } => report.retrying += 1,
+                    EmailOutcome::Failed(_) => report.failed += 1,
+                }
+            }
+            anyhow::Ok(())
+        };
+        let ((), sent) = tokio::join!(build, send);
+        sent?;
     }
     Ok(report)
 }
@@ -259,8 +274,16 @@ async fn send_one(
     message: Message,
 ) -> Result<(), SendError> {
     match (&settings.transport, smtp) {
-        (Transport::Outbox(dir), _) => outbox::write(dir, email, &message.formatted())
-            .map_err(|e| SendError::Transient(format!("{e:#}"))),
+        (Transport::Outbox(dir), _) => {
+            // File writes block: off the async threads, so that the next emails are built
+            // meanwhile.
+            let (dir, email) = (dir.clone(), email.clone());
+            tokio::task::spawn_blocking(move || outbox::write(&dir, &email, &message.formatted()))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|written| written)
+                .map_err(|e| SendError::Transient(format!("{e:#}")))
+        }
         (Transport::Smtp(_), Some(t)) => t.send(message).await,
         (Transport::Smtp(_), None) => Err(SendError::Transient("no SMTP transport".into())),
     }

@@ -271,56 +271,71 @@ pub struct World {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct WorldIndex {
     built: bool,
-    offices: BTreeMap<CompanyId, Vec<usize>>,
-    parties: BTreeMap<CompanyId, Vec<usize>>,
-    pools: BTreeMap<CompanyId, Vec<usize>>,
-    allowances: BTreeMap<CompanyId, Vec<usize>>,
-    bundles: BTreeMap<CompanyId, Vec<usize>>,
-    party_by_id: BTreeMap<String, usize>,
+    companies: BTreeMap<CompanyId, CompanyIndex>,
+    /// The positions of the users and groups, in the order of their ids.
+    parties_by_id: Vec<usize>,
+}
+
+/// One company's positions in each list of `World`.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct CompanyIndex {
+    offices: Vec<usize>,
+    parties: Vec<usize>,
+    pools: Vec<usize>,
+    allowances: Vec<usize>,
+    bundles: Vec<usize>,
+}
+
+/// `company`'s positions, new if it has none yet.
+fn positions<'m>(
+    companies: &'m mut BTreeMap<CompanyId, CompanyIndex>,
+    company: &CompanyId,
+) -> &'m mut CompanyIndex {
+    companies.entry(company.clone()).or_default()
 }
 
 impl World {
     /// The world with its per-company index built; call once the lists are complete.
     pub fn indexed(mut self) -> World {
-        let mut index = WorldIndex {
-            built: true,
-            ..Default::default()
-        };
+        let mut companies: BTreeMap<CompanyId, CompanyIndex> = BTreeMap::new();
         for (i, o) in self.offices.iter().enumerate() {
-            index.offices.entry(o.company.clone()).or_default().push(i);
+            positions(&mut companies, &o.company).offices.push(i);
         }
         for (i, p) in self.parties.iter().enumerate() {
-            index.parties.entry(p.company.clone()).or_default().push(i);
-            index.party_by_id.insert(p.id.clone(), i);
+            positions(&mut companies, &p.company).parties.push(i);
         }
         for (i, p) in self.pools.iter().enumerate() {
-            index.pools.entry(p.company.clone()).or_default().push(i);
+            positions(&mut companies, &p.company).pools.push(i);
         }
         for (i, a) in self.allowances.iter().enumerate() {
-            index
-                .allowances
-                .entry(a.company.clone())
-                .or_default()
-                .push(i);
+            positions(&mut companies, &a.company).allowances.push(i);
         }
         for (i, b) in self.bundles.iter().enumerate() {
-            index.bundles.entry(b.company.clone()).or_default().push(i);
+            positions(&mut companies, &b.company).bundles.push(i);
         }
-        self.index = index;
+        let mut parties_by_id: Vec<usize> = (0..self.parties.len()).collect();
+        parties_by_id.sort_by(|&a, &b| self.parties[a].id.cmp(&self.parties[b].id));
+        self.index = WorldIndex {
+            built: true,
+            companies,
+            parties_by_id,
+        };
         self
     }
 
     fn of<'a, T>(
         &'a self,
         list: &'a [T],
-        index: &'a BTreeMap<CompanyId, Vec<usize>>,
+        positions: fn(&CompanyIndex) -> &Vec<usize>,
         company: &'a str,
         owner: fn(&T) -> &str,
     ) -> Box<dyn Iterator<Item = &'a T> + 'a> {
         if self.index.built {
             Box::new(
-                index
+                self.index
+                    .companies
                     .get(company)
+                    .map(positions)
                     .into_iter()
                     .flatten()
                     .map(move |&i| &list[i]),
@@ -332,17 +347,17 @@ impl World {
 
     /// The offices of a company.
     pub fn offices_of<'a>(&'a self, company: &'a str) -> impl Iterator<Item = &'a Office> + 'a {
-        self.of(&self.offices, &self.index.offices, company, |o| &o.company)
+        self.of(&self.offices, |c| &c.offices, company, |o| &o.company)
     }
 
     /// The users and groups of a company.
     pub fn parties_of<'a>(&'a self, company: &'a str) -> impl Iterator<Item = &'a Party> + 'a {
-        self.of(&self.parties, &self.index.parties, company, |p| &p.company)
+        self.of(&self.parties, |c| &c.parties, company, |p| &p.company)
     }
 
     /// The pools of a company at load.
     pub fn pools_of<'a>(&'a self, company: &'a str) -> impl Iterator<Item = &'a InitialPool> + 'a {
-        self.of(&self.pools, &self.index.pools, company, |p| &p.company)
+        self.of(&self.pools, |c| &c.pools, company, |p| &p.company)
     }
 
     /// The allowances of a company, in scenario order.
@@ -350,20 +365,23 @@ impl World {
         &'a self,
         company: &'a str,
     ) -> impl Iterator<Item = &'a Allowance> + 'a {
-        self.of(&self.allowances, &self.index.allowances, company, |a| {
-            &a.company
-        })
+        self.of(&self.allowances, |c| &c.allowances, company, |a| &a.company)
     }
 
     /// The bundles of a company, in scenario order.
     pub fn bundles_of<'a>(&'a self, company: &'a str) -> impl Iterator<Item = &'a Bundle> + 'a {
-        self.of(&self.bundles, &self.index.bundles, company, |b| &b.company)
+        self.of(&self.bundles, |c| &c.bundles, company, |b| &b.company)
     }
 
     /// Finds a user or group.
     pub fn party(&self, id: &str) -> Option<&Party> {
         if self.index.built {
-            self.index.party_by_id.get(id).map(|&i| &self.parties[i])
+            let parties = &self.parties;
+            let by_id = &self.index.parties_by_id;
+            by_id
+                .binary_search_by(|&i| parties[i].id.as_str().cmp(id))
+                .ok()
+                .map(|at| &parties[by_id[at]])
         } else {
             self.parties.iter().find(|p| p.id == id)
         }

@@ -2,7 +2,7 @@
 //! ([`SqlStore`]) for SQLite and PostgreSQL. Nothing outside this module sees a driver type.
 //!
 //! Money is kept as integer micro-units and instants as integer microseconds (UTC) in both
-//! databases; rows are read into the types of [`rows`] and converted to domain values there,
+//! databases; rows are read into the types of `rows` and converted to domain values there,
 //! refusing any value the domain does not know.
 
 mod backend;

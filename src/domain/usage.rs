@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
 
 use super::licenses::Holdings;
 use super::model::{Company, World};
@@ -47,8 +48,29 @@ pub struct UsageInput {
     pub sessions: Option<i64>,
     /// Speech IVR or omnichannel units.
     pub units: Option<i64>,
-    /// Every column but `received_at`: two rows with one id are the same row when this is equal.
+    /// The digest of every column but `received_at` ([`content_digest`]): two rows with one id
+    /// are the same row when it is equal.
     pub content: String,
+}
+
+/// The hexadecimal SHA-256 of `fields` joined by U+001F: what is kept of a usage row's content
+/// to tell a repeated row from a conflicting one with the same id.
+pub fn content_digest<'a>(fields: impl IntoIterator<Item = &'a str>) -> String {
+    let mut hasher = Sha256::new();
+    for (i, field) in fields.into_iter().enumerate() {
+        if i > 0 {
+            hasher.update("\u{1f}");
+        }
+        hasher.update(field);
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+/// Whether `stored`, the content recorded for an accepted row, is that of a row whose digest is
+/// `digest`. A row accepted before content was kept as its digest holds the columns
+/// themselves, joined by U+001F, and is compared by their digest.
+fn same_content(stored: &str, digest: &str) -> bool {
+    stored == digest || (stored.len() != digest.len() && content_digest([stored]) == digest)
 }
 
 /// A usage row of a feed file: where it came from, and its fields, or why they can't be read
@@ -137,7 +159,7 @@ pub fn judge(
     };
     let quantity = quantity(input)?;
     if let Some(earlier) = earlier {
-        return if earlier == input.content {
+        return if same_content(earlier, &input.content) {
             Ok(None)
         } else {
             Err(format!("duplicate id {} with different content", input.id))
@@ -245,7 +267,7 @@ pub struct Usage {
     pub increment: Option<(u32, u32)>,
     /// The exact cost, six decimals.
     pub cost: Decimal,
-    /// Every column but `received_at`, to tell duplicates from conflicts.
+    /// The digest of every column but `received_at`, to tell duplicates from conflicts.
     pub content: String,
 }
 
@@ -308,7 +330,7 @@ mod tests {
             pages: None,
             sessions: None,
             units: None,
-            content: "u-1 as written".into(),
+            content: content_digest(["u-1", "as written"]),
         }
     }
 
@@ -463,9 +485,20 @@ mod tests {
             Ok(None),
             "the same row again is a no-op"
         );
-        let other = BTreeMap::from([("u-1".to_string(), "something else".to_string())]);
+        let other = BTreeMap::from([("u-1".to_string(), content_digest(["u-1", "other"]))]);
         assert_eq!(
             judged(&call, &other),
+            Err("duplicate id u-1 with different content".into())
+        );
+        let legacy = BTreeMap::from([("u-1".to_string(), "u-1\u{1f}as written".to_string())]);
+        assert_eq!(
+            judged(&call, &legacy),
+            Ok(None),
+            "a row recorded with its columns is the same as its digest"
+        );
+        let legacy_other = BTreeMap::from([("u-1".to_string(), "u-1\u{1f}other!".to_string())]);
+        assert_eq!(
+            judged(&call, &legacy_other),
             Err("duplicate id u-1 with different content".into())
         );
         let mut huge = call.clone();

@@ -461,7 +461,7 @@ mod tests {
             office: "nyc".into(),
             name: id.into(),
             phone: None,
-            product: product.map(str::to_string),
+            product: product.map(std::sync::Arc::from),
         }
     }
 

@@ -2,6 +2,7 @@
 //! allowances and rates, and the events people record against them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -118,8 +119,9 @@ pub struct Party {
     pub name: String,
     /// Its phone number, if any.
     pub phone: Option<String>,
-    /// The license product assigned at load (users only).
-    pub product: Option<String>,
+    /// The license product assigned at load (users only); the users of one product share its
+    /// code.
+    pub product: Option<Arc<str>>,
 }
 
 /// Whose usage an admin may see.

@@ -160,6 +160,7 @@ impl IntakeJudge for Judge<'_> {
 
     fn next_usage(&mut self) -> anyhow::Result<Option<Vec<String>>> {
         self.chunk.clear();
+        self.chunk.reserve_exact(self.chunk_rows);
         for line in self.usage.by_ref().take(self.chunk_rows) {
             self.chunk.push(line?);
         }
@@ -173,10 +174,13 @@ impl IntakeJudge for Judge<'_> {
                     .map_err(|d| anyhow::anyhow!("the rate card has duplicate entries: {d}"))?,
             );
         }
-        let lines = std::mem::take(&mut self.chunk);
+        let mut lines = std::mem::take(&mut self.chunk);
         // The content of the rows of this chunk accepted so far, by id.
         let mut here: HashMap<&str, &str> = HashMap::new();
-        let mut batch = UsageBatch::default();
+        let mut batch = UsageBatch {
+            accepted: Vec::with_capacity(lines.len()),
+            ..UsageBatch::default()
+        };
         for line in &lines {
             let earlier = accepted
                 .get(&line.id)
@@ -208,6 +212,10 @@ impl IntakeJudge for Judge<'_> {
                 }
             }
         }
+        // The next chunk is read into the room of this one.
+        drop(here);
+        lines.clear();
+        self.chunk = lines;
         Ok(batch)
     }
 }
@@ -268,7 +276,10 @@ fn record_verdicts(
     verdicts: Vec<(usize, Verdict)>,
 ) -> (EventBatch, IntakeReport) {
     let mut report = IntakeReport::default();
-    let mut batch = EventBatch::default();
+    let mut batch = EventBatch {
+        events: Vec::with_capacity(verdicts.len()),
+        ..EventBatch::default()
+    };
     for (i, verdict) in verdicts {
         let event = &events[i];
         let rejection = match verdict {

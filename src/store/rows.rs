@@ -6,6 +6,7 @@
 //! silent default.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -235,7 +236,7 @@ impl PartyRow {
             office: self.office_id.into(),
             name: self.name,
             phone: self.phone,
-            product: self.product,
+            product: self.product.map(Arc::from),
         })
     }
 }

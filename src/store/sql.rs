@@ -455,7 +455,7 @@ where
                     .push_bind(p.office.to_string())
                     .push_bind(p.name.clone())
                     .push_bind(p.phone.clone())
-                    .push_bind(p.product.clone())
+                    .push_bind(p.product.as_deref().map(str::to_string))
                     .push_bind(*ord as i64);
             });
             qb.build().execute(&mut **tx).await?;

@@ -44,9 +44,10 @@ struct SmallFile {
     file: LoadedFile,
 }
 
-/// What a folder holds, checked: the small files whole, `usage.csv` by a first pass.
+/// What a folder holds, checked: `events.jsonl` whole, `scenario.toml` hashed (it is read
+/// a part at a time as it is parsed), `usage.csv` by a first pass.
 struct Folder {
-    scenario: Option<SmallFile>,
+    scenario: Option<LoadedFile>,
     events: Option<SmallFile>,
     usage: Option<(usage::UsageFile, LoadedFile)>,
 }
@@ -54,10 +55,10 @@ struct Folder {
 /// One attempt; `None` when another load recorded one of the files meanwhile.
 async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Option<u8>, Failure> {
     let mut folder = read_folder(cx, dir)?;
-    let files: Vec<&LoadedFile> = [&folder.scenario, &folder.events]
-        .into_iter()
-        .flatten()
-        .map(|f| &f.file)
+    let files: Vec<&LoadedFile> = folder
+        .scenario
+        .iter()
+        .chain(folder.events.iter().map(|f| &f.file))
         .chain(folder.usage.iter().map(|(_, f)| f))
         .collect();
     let hashes: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
@@ -80,12 +81,9 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
         tracing::info!(folder = %dir.display(), "nothing new to load");
         return Ok(Some(EXIT_OK));
     }
-    // The files' bytes go once parsed: a scenario of many companies is tens of megabytes.
-    let world = match &mut folder.scenario {
-        Some(f) => {
-            let bytes = std::mem::take(&mut f.bytes);
-            scenario::parse("scenario.toml", text::decode("scenario.toml", &bytes)?)?
-        }
+    // A scenario of many companies is tens of megabytes: it is read a part at a time.
+    let world = match &folder.scenario {
+        Some(_) => scenario::parse_file("scenario.toml", &dir.join("scenario.toml"))?,
         None => store.world().await?,
     };
     let origin = if folder.scenario.is_some() {
@@ -119,7 +117,7 @@ async fn load_once<S: Store>(store: &S, cx: &Context, dir: &Path) -> Result<Opti
     };
     let intake = Intake {
         world: &world,
-        save_world: folder.scenario.as_ref().is_some_and(|f| is_new(&f.file)),
+        save_world: folder.scenario.as_ref().is_some_and(is_new),
         events: &events,
         usage,
         usage_companies,
@@ -243,6 +241,20 @@ pub fn check_folder(dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `None` when `e`, met reading `dir/name`, is that the file does not exist; otherwise the
+/// error, naming the file.
+fn absent<T>(dir: &Path, name: &str, e: std::io::Error) -> Result<Option<T>, Failure> {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Ok(None),
+        _ => Err(Failure::Input(format!("{}: {e}", dir.join(name).display()))),
+    }
+}
+
+/// `bytes` in lower-case hexadecimal.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Opens `dir/name`.
 fn open(dir: &Path, name: &str) -> Result<File, LoadError> {
     let path = dir.join(name);
@@ -255,34 +267,39 @@ fn read_folder(cx: &Context, dir: &Path) -> Result<Folder, Failure> {
     if !dir.is_dir() {
         return Err(Failure::Input(format!("{}: no such folder", dir.display())));
     }
-    let small = |name: &str| -> Result<Option<SmallFile>, Failure> {
-        match std::fs::read(dir.join(name)) {
-            Ok(bytes) => Ok(Some(SmallFile {
-                file: LoadedFile {
-                    sha256: format!("{:x}", Sha256::digest(&bytes)),
-                    name: name.to_string(),
-                    loaded_at: cx.now(),
-                },
-                bytes,
-            })),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Failure::Input(format!("{}: {e}", dir.join(name).display()))),
-        }
+    let loaded = |name: &str, sha256: &[u8]| LoadedFile {
+        sha256: hex(sha256),
+        name: name.to_string(),
+        loaded_at: cx.now(),
+    };
+    let events = match std::fs::read(dir.join("events.jsonl")) {
+        Ok(bytes) => Some(SmallFile {
+            file: loaded("events.jsonl", &Sha256::digest(&bytes)),
+            bytes,
+        }),
+        Err(e) => absent(dir, "events.jsonl", e)?,
+    };
+    let hashed = |mut file: File| {
+        let mut sha256 = Sha256::new();
+        std::io::copy(&mut file, &mut sha256).map(|_| sha256.finalize())
+    };
+    let scenario = match File::open(dir.join("scenario.toml")).and_then(hashed) {
+        Ok(sha256) => Some(loaded("scenario.toml", &sha256)),
+        Err(e) => absent(dir, "scenario.toml", e)?,
     };
     let usage = if dir.join("usage.csv").exists() {
         let checked = usage::check("usage.csv", BufReader::new(open(dir, "usage.csv")?))?;
         let file = LoadedFile {
             sha256: checked.sha256.clone(),
-            name: "usage.csv".to_string(),
-            loaded_at: cx.now(),
+            ..loaded("usage.csv", &[])
         };
         Some((checked, file))
     } else {
         None
     };
     let folder = Folder {
-        scenario: small("scenario.toml")?,
-        events: small("events.jsonl")?,
+        scenario,
+        events,
         usage,
     };
     if folder.scenario.is_none() && folder.events.is_none() && folder.usage.is_none() {

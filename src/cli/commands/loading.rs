@@ -250,11 +250,6 @@ fn absent<T>(dir: &Path, name: &str, e: std::io::Error) -> Result<Option<T>, Fai
     }
 }
 
-/// `bytes` in lower-case hexadecimal.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Opens `dir/name`.
 fn open(dir: &Path, name: &str) -> Result<File, LoadError> {
     let path = dir.join(name);
@@ -267,32 +262,29 @@ fn read_folder(cx: &Context, dir: &Path) -> Result<Folder, Failure> {
     if !dir.is_dir() {
         return Err(Failure::Input(format!("{}: no such folder", dir.display())));
     }
-    let loaded = |name: &str, sha256: &[u8]| LoadedFile {
-        sha256: hex(sha256),
+    let loaded = |name: &str, sha256: String| LoadedFile {
+        sha256,
         name: name.to_string(),
         loaded_at: cx.now(),
     };
     let events = match std::fs::read(dir.join("events.jsonl")) {
         Ok(bytes) => Some(SmallFile {
-            file: loaded("events.jsonl", &Sha256::digest(&bytes)),
+            file: loaded("events.jsonl", format!("{:x}", Sha256::digest(&bytes))),
             bytes,
         }),
         Err(e) => absent(dir, "events.jsonl", e)?,
     };
     let hashed = |mut file: File| {
         let mut sha256 = Sha256::new();
-        std::io::copy(&mut file, &mut sha256).map(|_| sha256.finalize())
+        std::io::copy(&mut file, &mut sha256).map(|_| format!("{:x}", sha256.finalize()))
     };
     let scenario = match File::open(dir.join("scenario.toml")).and_then(hashed) {
-        Ok(sha256) => Some(loaded("scenario.toml", &sha256)),
+        Ok(sha256) => Some(loaded("scenario.toml", sha256)),
         Err(e) => absent(dir, "scenario.toml", e)?,
     };
     let usage = if dir.join("usage.csv").exists() {
         let checked = usage::check("usage.csv", BufReader::new(open(dir, "usage.csv")?))?;
-        let file = LoadedFile {
-            sha256: checked.sha256.clone(),
-            ..loaded("usage.csv", &[])
-        };
+        let file = loaded("usage.csv", checked.sha256.clone());
         Some((checked, file))
     } else {
         None

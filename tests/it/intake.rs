@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use billrun::store::Store;
 use billrun::with_store;
+use sqlx::Connection;
 
 use crate::support::{TestDb, billrun, csv_rows, dump, fixture, load, run_due};
 
@@ -629,4 +630,55 @@ fn usage_is_priced_by_the_product_held_after_the_loads_own_events() {
         rates,
         [("before", "0.0000"), ("after", "0.0200")].map(|(id, rate)| (id.into(), rate.into()))
     );
+}
+
+/// A usage row recorded before rows kept the digest of their columns holds the columns
+/// themselves: a feed repeating it is still a no-op, and one changing it is still refused.
+#[tokio::test]
+async fn a_row_stored_with_its_columns_is_still_told_from_a_conflict() {
+    let line = "a-101,2026-02-03T15:00:00Z,acme,nyc,ada,calling,domestic,outbound,+13125550100,+12125550101,125,,,,,,";
+    let columns: Vec<&str> = line.split(',').collect();
+    let as_stored_before = columns[..columns.len() - 1].join("\u{1f}");
+    for db in TestDb::all().await {
+        let tmp = tempfile::tempdir().unwrap();
+        load(&db.url, &fixture("demo"));
+        let updated = match db.backend {
+            "sqlite" => {
+                let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+                sqlx::query("UPDATE usage SET content = ? WHERE id = 'a-101'")
+                    .bind(&as_stored_before)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
+            _ => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query("UPDATE usage SET content = $1 WHERE id = 'a-101'")
+                    .bind(&as_stored_before)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
+        };
+        assert_eq!(updated, 1, "{}", db.backend);
+        let feed = |name: &str, row: &str| {
+            write_dir(
+                &tmp.path().join(name),
+                &[("usage.csv", &format!("{}\n{row}\n", usage_header()))],
+            )
+        };
+        let (code, stderr) = load_logged(&db.url, &feed("same", line));
+        assert_eq!(code, Some(0), "{}: {stderr}", db.backend);
+        assert!(stderr.contains("duplicates=1"), "{}: {stderr}", db.backend);
+        let (code, stderr) =
+            load_logged(&db.url, &feed("changed", &line.replace(",125,", ",126,")));
+        assert_eq!(code, Some(3), "{}: {stderr}", db.backend);
+        assert!(
+            stderr.contains("duplicate id a-101 with different content"),
+            "{}: {stderr}",
+            db.backend
+        );
+    }
 }

@@ -109,6 +109,30 @@ impl TestDb {
         }
     }
 
+    /// Runs `sql`, one statement without parameters, on a connection of its own; the rows it
+    /// changed.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self.backend {
+            "sqlite" => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
+            _ => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
+        }
+    }
+
     pub async fn store(&self) -> AnyStore {
         match self.backend {
             "sqlite" => AnyStore::Sqlite(SqliteStore::connect(&self.url).await.unwrap()),
